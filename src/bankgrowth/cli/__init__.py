@@ -1,0 +1,1 @@
+"""The ``bankgrowth`` command line: thin commands over the services."""

@@ -1,0 +1,207 @@
+"""``bankgrowth`` — every command parses arguments, calls one service or flow, and renders."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from bankgrowth import __version__
+from bankgrowth.cli import render
+from bankgrowth.config import Settings
+from bankgrowth.demo import DemoHooks, run_demo
+from bankgrowth.warehouse import engine, ingest, schema
+from bankgrowth.warehouse.engine import WarehouseError
+from bankgrowth.warehouse.docs import data_model_markdown
+from bankgrowth.warehouse.ingest import IngestFileError
+from bankgrowth.warehouse.simulator import SimulationConfig, simulate
+from bankgrowth.warehouse.status import warehouse_status
+
+app = typer.Typer(
+    name="bankgrowth",
+    help="Customer growth operations for banks' card and quick-payment business.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+schema_app = typer.Typer(help="The canonical data model.", no_args_is_help=True)
+app.add_typer(schema_app, name="schema")
+console = Console()
+err_console = Console(stderr=True)
+
+KNOWN_ERRORS = (IngestFileError, WarehouseError, ValueError, ValidationError, FileNotFoundError)
+
+
+def _fail(message: str) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code=1)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise _fail(f"configuration: BANKGROWTH_{str(first['loc'][0]).upper()}: {first['msg']}") from None
+
+
+@contextmanager
+def _warehouse(settings: Settings) -> Iterator[object]:
+    try:
+        with engine.open_warehouse(settings) as con:
+            yield con
+    except WarehouseError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
+    )
+
+
+def _bytes_progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(), console=err_console
+    )
+
+
+@app.callback(invoke_without_command=True)
+def main(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        console.print(f"bankgrowth {__version__}")
+        raise typer.Exit()
+
+
+@app.command("simulate")
+def simulate_cmd(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (default: DATA_DIR/simulation).")] = None,  # type: ignore[assignment]
+    customers: Annotated[int, typer.Option(help="Number of customers.")] = 100_000,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same bank.")] = 42,
+    end_date: Annotated[str, typer.Option(help="Last day of history, YYYY-MM-DD.")] = "2026-10-31",
+    history_days: Annotated[int, typer.Option(help="Days of transaction history.")] = 365,
+    branches: Annotated[int, typer.Option(help="Number of branches under HQ (1-12).")] = 8,
+    activity: Annotated[float, typer.Option(help="Scale of transaction rates (1.0 ≈ 25 per customer a year).")] = 1.0,
+) -> None:
+    """Generate a synthetic bank (Parquet) with its hidden ground truth kept apart."""
+    settings = _settings()
+    try:
+        config = SimulationConfig(
+            customers=customers,
+            seed=seed,
+            end_date=date.fromisoformat(end_date),
+            history_days=history_days,
+            branches=branches,
+            activity=activity,
+        )
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    target = out or settings.data_dir / "simulation"
+    with _progress() as progress:
+        task = progress.add_task("simulating customers", total=customers)
+        result = simulate(config, target, progress=lambda done, total: progress.update(task, completed=done))
+    render.simulation(console, result)
+
+
+@app.command("load")
+def load_cmd(
+    paths: Annotated[list[Path], typer.Argument(help="CSV or Parquet files, or folders of them.")],
+    table: Annotated[str | None, typer.Option(help="Target table when file names do not say it.")] = None,
+    encoding: Annotated[str, typer.Option(help="Text encoding of CSV files (utf-8, gb18030, …).")] = "utf-8",
+    show: Annotated[int, typer.Option(help="How many problem rows to list per file.")] = 10,
+) -> None:
+    """Validate and load files into the warehouse; bad rows go to the quarantine with reasons."""
+    settings = _settings()
+    files = ingest.expand_paths(paths)
+    if not files:
+        raise _fail("no CSV or Parquet files found in " + ", ".join(map(str, paths)))
+    failed = 0
+    with _warehouse(settings) as con:
+        for path in files:
+            try:
+                with _bytes_progress() if path.suffix.lower() == ".csv" else _progress() as progress:
+                    task = progress.add_task(f"loading {path.name}", total=None)
+                    report = ingest.load_file(
+                        con,  # type: ignore[arg-type]
+                        path,
+                        table=table,
+                        encoding=encoding,
+                        timezone=settings.timezone,
+                        progress=lambda done, total, t=task, p=progress: p.update(t, completed=done, total=total),
+                    )
+            except IngestFileError as exc:
+                err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+                failed += 1
+                continue
+            render.load_report(console, report, show=show)
+    if failed:
+        raise typer.Exit(code=1)
+
+
+@app.command("status")
+def status_cmd() -> None:
+    """Row counts, date ranges, quarantine counts and recent loads."""
+    settings = _settings()
+    with _warehouse(settings) as con:
+        status = warehouse_status(con)  # type: ignore[arg-type]
+    render.status(console, status, settings.resolved_warehouse_url)
+
+
+@app.command("demo")
+def demo_cmd(
+    customers: Annotated[int, typer.Option(help="Size of the simulated bank.")] = 100_000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+) -> None:
+    """The main job: simulate a bank, load it, and summarise it."""
+    settings = _settings()
+
+    class Hooks(DemoHooks):
+        def __init__(self, progress: Progress) -> None:
+            self.progress = progress
+            self.sim_task = progress.add_task("simulating customers", total=customers)
+
+        def simulate_progress(self, done: int, total: int) -> None:
+            self.progress.update(self.sim_task, completed=done, total=total)
+
+        def load_progress(self, path: Path) -> Callable[[int, int], None]:
+            task = self.progress.add_task(f"loading {path.name}", total=None)
+            return lambda done, total: self.progress.update(task, completed=done, total=total)
+
+    with _warehouse(settings) as con, _progress() as progress:
+        result = run_demo(con, settings, config=SimulationConfig(customers=customers, seed=seed), hooks=Hooks(progress))  # type: ignore[arg-type]
+    render.demo(console, result)
+
+
+@schema_app.command("docs")
+def schema_docs_cmd(
+    out: Annotated[Path | None, typer.Option(help="Write to this file instead of the terminal.")] = None,
+) -> None:
+    """Print the data-model reference (the source of docs/data-model.md)."""
+    text = data_model_markdown(schema.TABLES.values())
+    if out is None:
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+    else:
+        out.write_text(text, encoding="utf-8")
+        console.print(f"wrote {out}")
+
+
+def run() -> None:
+    """Entry point that turns the errors a person can fix into one red line."""
+    try:
+        app()
+    except KNOWN_ERRORS as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise SystemExit(1) from None

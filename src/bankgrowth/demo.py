@@ -1,0 +1,59 @@
+"""The main job on the embedded defaults: simulate a bank, load it, and summarise it.
+
+Later capabilities (insight, audiences, campaigns, measurement) extend this flow; the CLI's
+``demo`` command only renders what it returns.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bankgrowth.measurement.kpi import BankSummary, bank_summary
+from bankgrowth.warehouse import ingest
+from bankgrowth.warehouse.simulator import SimulationConfig, simulate
+
+if TYPE_CHECKING:
+    from ibis.backends import BaseBackend
+
+    from bankgrowth.config import Settings
+
+
+@dataclass
+class DemoResult:
+    simulation_dir: Path
+    simulated: bool  # False when an identical simulation was already on disk
+    loads: list[ingest.LoadReport] = field(default_factory=list)
+    summary: BankSummary | None = None
+
+
+class DemoHooks:
+    """Progress callbacks a front end may supply; each defaults to doing nothing."""
+
+    def simulate_progress(self, done: int, total: int) -> None:
+        return None
+
+    def load_progress(self, path: Path) -> Callable[[int, int], None] | None:
+        return None
+
+
+def run_demo(
+    con: BaseBackend, settings: Settings, *, config: SimulationConfig | None = None, hooks: DemoHooks | None = None
+) -> DemoResult:
+    config = config or SimulationConfig()
+    hooks = hooks or DemoHooks()
+    out = settings.data_dir / "simulation"
+    manifest = out / "simulation.json"
+    same = manifest.exists() and json.loads(manifest.read_text()).get("config") == config.as_dict()
+    if not same:
+        simulate(config, out, progress=hooks.simulate_progress)
+    result = DemoResult(simulation_dir=out, simulated=not same)
+    for path in ingest.expand_paths([out / "bank"]):
+        result.loads.append(
+            ingest.load_file(con, path, timezone=settings.timezone, progress=hooks.load_progress(path))
+        )
+    result.summary = bank_summary(con, timezone=settings.timezone)
+    return result

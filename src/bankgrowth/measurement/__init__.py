@@ -1,0 +1,1 @@
+"""Measurement: KPIs, funnels and (later) campaign lift."""

@@ -1,0 +1,1 @@
+"""The analytical store: canonical tables, engine connection, ingest and the simulator."""
