@@ -9,7 +9,10 @@ demo:
 	@UV="$$(scripts/bootstrap.sh | tail -n 1)" && "$$UV" run --locked bankgrowth demo
 
 test:
-	@UV="$$(scripts/bootstrap.sh --test | tail -n 1)" && "$$UV" run --locked pytest
+	@UV="$$(scripts/bootstrap.sh --test | tail -n 1)" && \
+	  "$$UV" run --locked ruff check . && "$$UV" run --locked ruff format --check . && \
+	  "$$UV" run --locked mypy && "$$UV" run --locked lint-imports && \
+	  "$$UV" run --locked pytest
 
 bench:
 	@UV="$$(scripts/bootstrap.sh | tail -n 1)" && "$$UV" run --locked python -m benchmarks.run

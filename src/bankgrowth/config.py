@@ -12,6 +12,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bankgrowth.warehouse.timeutil import fixed_offset
+
 
 class Settings(BaseSettings):
     """Runtime configuration.
@@ -45,15 +47,14 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown IANA timezone {value!r}") from exc
+        fixed_offset(value)
         return value
 
     @field_validator("warehouse_url")
     @classmethod
     def _known_scheme(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("duckdb://", "pyspark://")):
-            raise ValueError(
-                f"warehouse_url must start with duckdb:// or pyspark://, found {value!r}"
-            )
+            raise ValueError(f"warehouse_url must start with duckdb:// or pyspark://, found {value!r}")
         return value
 
     @cached_property

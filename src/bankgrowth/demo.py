@@ -52,8 +52,6 @@ def run_demo(
         simulate(config, out, progress=hooks.simulate_progress)
     result = DemoResult(simulation_dir=out, simulated=not same)
     for path in ingest.expand_paths([out / "bank"]):
-        result.loads.append(
-            ingest.load_file(con, path, timezone=settings.timezone, progress=hooks.load_progress(path))
-        )
+        result.loads.append(ingest.load_file(con, path, timezone=settings.timezone, progress=hooks.load_progress(path)))
     result.summary = bank_summary(con, timezone=settings.timezone)
     return result

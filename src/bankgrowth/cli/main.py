@@ -9,17 +9,26 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from ibis.backends import BaseBackend
 from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from bankgrowth import __version__
 from bankgrowth.cli import render
 from bankgrowth.config import Settings
 from bankgrowth.demo import DemoHooks, run_demo
 from bankgrowth.warehouse import engine, ingest, schema
-from bankgrowth.warehouse.engine import WarehouseError
 from bankgrowth.warehouse.docs import data_model_markdown
+from bankgrowth.warehouse.engine import WarehouseError
 from bankgrowth.warehouse.ingest import IngestFileError
 from bankgrowth.warehouse.simulator import SimulationConfig, simulate
 from bankgrowth.warehouse.status import warehouse_status
@@ -52,7 +61,7 @@ def _settings() -> Settings:
 
 
 @contextmanager
-def _warehouse(settings: Settings) -> Iterator[object]:
+def _warehouse(settings: Settings) -> Iterator[BaseBackend]:
     try:
         with engine.open_warehouse(settings) as con:
             yield con
@@ -67,14 +76,27 @@ def _progress() -> Progress:
         MofNCompleteColumn(),
         TimeRemainingColumn(),
         console=err_console,
-        transient=False,
+        disable=not err_console.is_terminal,  # bars are for people, not for logs
     )
 
 
 def _bytes_progress() -> Progress:
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(), console=err_console
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+        disable=not err_console.is_terminal,
     )
+
+
+def _advance(progress: Progress, task: TaskID) -> Callable[[int, int], None]:
+    def update(done: int, total: int) -> None:
+        progress.update(task, completed=done, total=total)
+
+    return update
 
 
 @app.callback(invoke_without_command=True)
@@ -88,7 +110,9 @@ def main(
 
 @app.command("simulate")
 def simulate_cmd(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (default: DATA_DIR/simulation).")] = None,  # type: ignore[assignment]
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output folder (default: DATA_DIR/simulation).")
+    ] = None,
     customers: Annotated[int, typer.Option(help="Number of customers.")] = 100_000,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same bank.")] = 42,
     end_date: Annotated[str, typer.Option(help="Last day of history, YYYY-MM-DD.")] = "2026-10-31",
@@ -135,12 +159,12 @@ def load_cmd(
                 with _bytes_progress() if path.suffix.lower() == ".csv" else _progress() as progress:
                     task = progress.add_task(f"loading {path.name}", total=None)
                     report = ingest.load_file(
-                        con,  # type: ignore[arg-type]
+                        con,
                         path,
                         table=table,
                         encoding=encoding,
                         timezone=settings.timezone,
-                        progress=lambda done, total, t=task, p=progress: p.update(t, completed=done, total=total),
+                        progress=_advance(progress, task),
                     )
             except IngestFileError as exc:
                 err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
@@ -156,7 +180,7 @@ def status_cmd() -> None:
     """Row counts, date ranges, quarantine counts and recent loads."""
     settings = _settings()
     with _warehouse(settings) as con:
-        status = warehouse_status(con)  # type: ignore[arg-type]
+        status = warehouse_status(con)
     render.status(console, status, settings.resolved_warehouse_url)
 
 
@@ -177,11 +201,11 @@ def demo_cmd(
             self.progress.update(self.sim_task, completed=done, total=total)
 
         def load_progress(self, path: Path) -> Callable[[int, int], None]:
-            task = self.progress.add_task(f"loading {path.name}", total=None)
-            return lambda done, total: self.progress.update(task, completed=done, total=total)
+            return _advance(self.progress, self.progress.add_task(f"loading {path.name}", total=None))
 
     with _warehouse(settings) as con, _progress() as progress:
-        result = run_demo(con, settings, config=SimulationConfig(customers=customers, seed=seed), hooks=Hooks(progress))  # type: ignore[arg-type]
+        config = SimulationConfig(customers=customers, seed=seed)
+        result = run_demo(con, settings, config=config, hooks=Hooks(progress))
     render.demo(console, result)
 
 

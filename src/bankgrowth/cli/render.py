@@ -96,7 +96,7 @@ def _fmt(value: Any) -> str:
 
 
 def bank_summary(console: Console, s: BankSummary) -> None:
-    pct = (lambda a, b: f"{a / b:.1%}" if b else "—")  # noqa: E731
+    pct = lambda a, b: f"{a / b:.1%}" if b else "—"  # noqa: E731
     head = Table(title=f"Bank summary 银行概览 (as of {s.as_of})", title_justify="left")
     head.add_column("measure 指标")
     head.add_column("value", justify="right")

@@ -63,11 +63,15 @@ def bank_summary(con: BaseBackend, *, timezone: str = "Asia/Shanghai") -> BankSu
         window = txns.filter((txns.txn_at >= since) & (txns.txn_at < end))
         return int(window.customer_id.nunique().to_pyarrow().as_py())
 
-    totals = txns.aggregate(
-        n=txns.count(),
-        fen=txns.amount_fen.sum(),
-        withdrawal=txns.amount_fen.sum(where=txns.scene == "withdrawal"),
-    ).to_pyarrow().to_pylist()[0]
+    totals = (
+        txns.aggregate(
+            n=txns.count(),
+            fen=txns.amount_fen.sum(),
+            withdrawal=txns.amount_fen.sum(where=txns.scene == "withdrawal"),
+        )
+        .to_pyarrow()
+        .to_pylist()[0]
+    )
     by_inst = (
         txns.group_by("institution")
         .aggregate(n=txns.count(), fen=txns.amount_fen.sum(), customers=txns.customer_id.nunique())

@@ -5,6 +5,9 @@ returns; no other module writes engine-specific SQL. Supported URLs:
 
 - ``duckdb:///abs/path/warehouse.duckdb`` or ``duckdb://relative.duckdb`` — embedded, the default;
 - ``duckdb://:memory:`` — throwaway, for tests;
+- DuckDB options ride on the query string: ``duckdb:///w.duckdb?memory_limit=8GB&threads=4``
+  (default memory limit: a quarter of physical memory; past it DuckDB spills to
+  ``<file>.tmp``);
 - ``pyspark://local[2]`` — a local Spark; ``pyspark://spark://host:7077`` or
   ``pyspark://yarn`` — a cluster master; ``pyspark://active`` — the SparkSession already running
   in this process (for a notebook or ``spark-submit`` job).
@@ -16,15 +19,17 @@ change, because it only ever sees ``ibis.BaseBackend``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl
 
 import ibis
 
-from bankgrowth.warehouse import schema
+from bankgrowth.warehouse import schema, timeutil
 
 if TYPE_CHECKING:
     from ibis.backends import BaseBackend
@@ -43,11 +48,12 @@ class Capabilities:
     name: str
     transactional_ddl: bool
     cheap_small_queries: bool  # millisecond counts (embedded) vs job start-up (cluster)
+    temp_tables: bool  # session-scoped tables for staging
 
 
 CAPABILITIES = {
-    "duckdb": Capabilities("duckdb", transactional_ddl=True, cheap_small_queries=True),
-    "pyspark": Capabilities("pyspark", transactional_ddl=False, cheap_small_queries=False),
+    "duckdb": Capabilities("duckdb", transactional_ddl=True, cheap_small_queries=True, temp_tables=True),
+    "pyspark": Capabilities("pyspark", transactional_ddl=False, cheap_small_queries=False, temp_tables=False),
 }
 
 
@@ -57,18 +63,9 @@ def capabilities(con: BaseBackend) -> Capabilities:
 
 def connect(url: str, *, timezone: str = "Asia/Shanghai") -> BaseBackend:
     """Open the warehouse named by ``url`` and make sure the canonical tables exist."""
+    timeutil.fixed_offset(timezone)  # refuse a daylight-saving zone before touching any data
     if url.startswith("duckdb://"):
-        target = url.removeprefix("duckdb://")
-        if target in ("", ":memory:"):
-            con = ibis.duckdb.connect()
-        else:
-            path = Path(target)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                con = ibis.duckdb.connect(str(path))
-            except Exception as exc:  # duckdb raises IOException for locks and bad files
-                raise WarehouseError(f"cannot open DuckDB warehouse {path}: {exc}") from exc
-        con.raw_sql(f"SET TimeZone = '{timezone}'")  # session setting, not a query
+        con = _connect_duckdb(url.removeprefix("duckdb://"))
     elif url.startswith("pyspark://"):
         con = _connect_spark(url.removeprefix("pyspark://"), timezone)
     else:
@@ -77,13 +74,46 @@ def connect(url: str, *, timezone: str = "Asia/Shanghai") -> BaseBackend:
     return con
 
 
+def _connect_duckdb(target: str) -> BaseBackend:
+    """``path[?memory_limit=4GB&threads=2&temp_directory=…]``; the defaults bound memory."""
+    path_part, _, query = target.partition("?")
+    options = dict(parse_qsl(query))
+    unknown = set(options) - {"memory_limit", "threads", "temp_directory"}
+    if unknown:
+        raise WarehouseError(f"unknown DuckDB option(s) in warehouse URL: {', '.join(sorted(unknown))}")
+    options.setdefault("memory_limit", default_memory_limit())
+    if path_part in ("", ":memory:"):
+        con = ibis.duckdb.connect(**options)
+    else:
+        path = Path(path_part)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        options.setdefault("temp_directory", str(path.with_suffix(".tmp")))
+        try:
+            con = ibis.duckdb.connect(str(path), **options)
+        except Exception as exc:  # duckdb raises IOException for locks and bad files
+            raise WarehouseError(f"cannot open DuckDB warehouse {path}: {_first_line(exc)}") from exc
+    con.raw_sql("SET TimeZone = 'UTC'")  # every engine session runs in UTC (see timeutil)
+    return con
+
+
+def default_memory_limit() -> str:
+    """A quarter of physical memory: room for the OS, Python-side batches and a second job."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return "4GB"
+    return f"{max(1, total // 4 // (1 << 30))}GB"
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def _connect_spark(master: str, timezone: str) -> BaseBackend:
     try:
         from pyspark.sql import SparkSession
     except ImportError as exc:  # the spark extra is optional
-        raise WarehouseError(
-            "pyspark is not installed: install bankgrowth with the 'spark' extra"
-        ) from exc
+        raise WarehouseError("pyspark is not installed: install bankgrowth with the 'spark' extra") from exc
     if master == "active":
         session = SparkSession.getActiveSession()
         if session is None:
@@ -92,13 +122,14 @@ def _connect_spark(master: str, timezone: str) -> BaseBackend:
         session = (
             SparkSession.builder.master(master)
             .appName("bankgrowth")
-            .config("spark.sql.session.timeZone", timezone)
+            .config("spark.sql.session.timeZone", "UTC")
             .config("spark.ui.enabled", "false")
             .config("spark.sql.shuffle.partitions", "8")
             .getOrCreate()
         )
-    session.conf.set("spark.sql.session.timeZone", timezone)
-    return ibis.pyspark.connect(session)
+    con = ibis.pyspark.connect(session)
+    session.conf.set("spark.sql.session.timeZone", "UTC")  # every engine session runs in UTC (see timeutil)
+    return con
 
 
 def ensure_tables(con: BaseBackend) -> None:

@@ -38,6 +38,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from bankgrowth.warehouse import schema
+from bankgrowth.warehouse.engine import capabilities
 from bankgrowth.warehouse.schema import Column, TableSpec
 
 if TYPE_CHECKING:
@@ -302,7 +303,9 @@ def _found(raw: pa.Array, idx: np.ndarray) -> list[str]:
 def _parse_column(col: Column, raw: pa.Array, tz: ZoneInfo) -> tuple[pa.Array, np.ndarray, np.ndarray]:
     """Return (typed values, missing mask, invalid mask)."""
     n = len(raw)
-    typed_input = not (pa.types.is_string(raw.type) or pa.types.is_large_string(raw.type) or pa.types.is_dictionary(raw.type))
+    typed_input = not (
+        pa.types.is_string(raw.type) or pa.types.is_large_string(raw.type) or pa.types.is_dictionary(raw.type)
+    )
     if typed_input:
         missing = raw.is_null().to_numpy(zero_copy_only=False)
         values, invalid = _coerce_typed(col, raw, tz)
@@ -327,7 +330,9 @@ def _parse_column(col: Column, raw: pa.Array, tz: ZoneInfo) -> tuple[pa.Array, n
         return values, missing, ~ok & ~missing
     if col.kind == "date":
         ok = pc.match_substring_regex(safe, _DATE_RE).fill_null(False)
-        parsed = pc.strptime(pc.if_else(ok, safe, pa.scalar(None, pa.string())), format="%Y-%m-%d", unit="s", error_is_null=True)
+        parsed = pc.strptime(
+            pc.if_else(ok, safe, pa.scalar(None, pa.string())), format="%Y-%m-%d", unit="s", error_is_null=True
+        )
         values = parsed.cast(pa.date32())
         invalid = values.is_null().to_numpy(zero_copy_only=False) & ~missing
         return values, missing, invalid
@@ -339,10 +344,16 @@ def _parse_column(col: Column, raw: pa.Array, tz: ZoneInfo) -> tuple[pa.Array, n
     with_off = ok & has_offset
     naive = ok & ~has_offset
     if with_off.any():
-        out[with_off] = pd.to_datetime(series[with_off], format="ISO8601", utc=True, errors="coerce").astype("datetime64[us, UTC]")
+        out[with_off] = pd.to_datetime(series[with_off], format="ISO8601", utc=True, errors="coerce").astype(
+            "datetime64[us, UTC]"
+        )
     if naive.any():
         local = pd.to_datetime(series[naive], format="ISO8601", errors="coerce")
-        out[naive] = local.dt.tz_localize(tz, nonexistent="NaT", ambiguous="NaT").dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+        out[naive] = (
+            local.dt.tz_localize(tz, nonexistent="NaT", ambiguous="NaT")
+            .dt.tz_convert("UTC")
+            .astype("datetime64[us, UTC]")
+        )
     values = pa.array(out, type=pa.timestamp("us", tz="UTC"))
     invalid = values.is_null().to_numpy(zero_copy_only=False) & ~missing
     return values, missing, invalid
@@ -370,7 +381,9 @@ def _coerce_typed(col: Column, raw: pa.Array, tz: ZoneInfo) -> tuple[pa.Array, n
             if t.tz is None:  # naive: local time in the configured zone
                 local = pd.Series(raw.to_pandas()).dt.tz_localize(tz, nonexistent="NaT", ambiguous="NaT")
                 vals = pa.array(local.dt.tz_convert("UTC"), type=target)
-                return vals, (vals.is_null().to_numpy(zero_copy_only=False) & ~raw.is_null().to_numpy(zero_copy_only=False))
+                return vals, (
+                    vals.is_null().to_numpy(zero_copy_only=False) & ~raw.is_null().to_numpy(zero_copy_only=False)
+                )
             return raw.cast(target), np.zeros(n, bool)
         if col.kind == "timestamp" and pa.types.is_date(t):
             return raw.cast(pa.timestamp("us")).cast(target), np.zeros(n, bool)
@@ -419,13 +432,17 @@ def _check_rows(spec: TableSpec, table: pa.Table, tz: ZoneInfo, now: datetime) -
         if col.kind in ("date", "timestamp"):
             lo: Any = EARLIEST if col.kind == "timestamp" else EARLIEST.date()
             hi: Any = now + timedelta(days=1) if col.kind == "timestamp" else (now + timedelta(days=1)).date()
-            in_range = pc.and_(pc.greater_equal(values, pa.scalar(lo, values.type)), pc.less_equal(values, pa.scalar(hi, values.type)))
+            in_range = pc.and_(
+                pc.greater_equal(values, pa.scalar(lo, values.type)), pc.less_equal(values, pa.scalar(hi, values.type))
+            )
             out = ~in_range.fill_null(True).to_numpy(zero_copy_only=False)
             flag(valid_val & out, col.name, f"{col.expected} between {lo:%Y-%m-%d} and today", raw)
         arrays[col.name] = values
     for rule in spec.ordered:
         before = pc.less(arrays[rule.later], arrays[rule.earlier]).fill_null(False).to_numpy(zero_copy_only=False)
-        flag(before & ~bad, rule.later, f"empty or not before {rule.earlier}", table.column(rule.later).combine_chunks())
+        flag(
+            before & ~bad, rule.later, f"empty or not before {rule.earlier}", table.column(rule.later).combine_chunks()
+        )
     return _Checked(arrays, bad, problems)
 
 
@@ -465,7 +482,9 @@ def load_file(
     now = datetime.now(UTC)
     stage = f"_stage_{spec.name}_{load_id}"
     stage_schema = ibis.schema({**dict(spec.ibis_schema.items()), "_line": "int64"})
-    con.create_table(stage, schema=stage_schema)
+    # a temporary table: never written to the warehouse file, spilled to disk only past the
+    # engine's memory limit
+    con.create_table(stage, schema=stage_schema, temp=capabilities(con).temp_tables)
     invalid_rows: list[Problem] = []
     quarantine: list[dict[str, object]] = []
 
@@ -503,10 +522,7 @@ def load_file(
             if checked.problems:
                 records = _records(batch.table, sorted({i for i, *_ in checked.problems}))
                 quarantine_problems(
-                    [
-                        Problem(int(batch.lines[i]), f, e, found, records[i])
-                        for i, f, e, found in checked.problems
-                    ]
+                    [Problem(int(batch.lines[i]), f, e, found, records[i]) for i, f, e, found in checked.problems]
                 )
                 bad_lines.update(int(batch.lines[i]) for i, *_ in checked.problems)
             good = np.flatnonzero(~checked.bad)
@@ -566,9 +582,10 @@ def _truncation_warning(path: Path, report: LoadReport) -> None:
     with path.open("rb") as fh:
         fh.seek(max(0, path.stat().st_size - 1))
         last = fh.read(1)
-    if last not in (b"\n", b"\r") and any(p.field == "(row)" for p in report.problems[-3:]):
+    cut = [p.line for p in report.problems if p.field == "(row)" and "cut short" in p.found]
+    if last not in (b"\n", b"\r") and cut:
         report.warnings.append(
-            f"{path}: the last line has too few fields and no line end; the file looks truncated"
+            f"{path}: line {max(cut)} has too few fields and the file has no final line end; the file looks truncated"
         )
 
 

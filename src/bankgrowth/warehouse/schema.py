@@ -153,9 +153,7 @@ class TableSpec:
 
     @property
     def arrow_schema(self) -> pa.Schema:
-        return pa.schema(
-            [pa.field(c.name, _KIND_TO_ARROW[c.kind], nullable=c.nullable) for c in self.columns]
-        )
+        return pa.schema([pa.field(c.name, _KIND_TO_ARROW[c.kind], nullable=c.nullable) for c in self.columns])
 
 
 BRANCHES = TableSpec(
@@ -271,7 +269,9 @@ TRANSACTIONS = TableSpec(
             max=10_000_000_000,
         ),
         Column("txn_at", "timestamp", "When the transaction happened."),
-        Column("merchant_category", "string", "Merchant category, mapped to a customer need.", allowed=MERCHANT_CATEGORIES),
+        Column(
+            "merchant_category", "string", "Merchant category, mapped to a customer need.", allowed=MERCHANT_CATEGORIES
+        ),
         Column(
             "scene",
             "string",

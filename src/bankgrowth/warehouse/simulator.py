@@ -290,9 +290,7 @@ class _Chunk:
         sur = rng.integers(0, len(SURNAMES), n)
         g1 = rng.integers(0, len(GIVEN), n)
         g2 = np.where(rng.random(n) < 0.6, rng.integers(0, len(GIVEN), n), -1)
-        names = [
-            SURNAMES[a] + GIVEN[b] + (GIVEN[d] if d >= 0 else "") for a, b, d in zip(sur, g1, g2, strict=True)
-        ]
+        names = [SURNAMES[a] + GIVEN[b] + (GIVEN[d] if d >= 0 else "") for a, b, d in zip(sur, g1, g2, strict=True)]
         prefix = rng.choice(np.array([3, 5, 7, 8, 9]), size=n)
         phones = [f"1{p}{(i * 7919 + 12345) % 1_000_000_000:09d}" for p, i in zip(prefix, cid, strict=True)]
         # referrals: 35% of customers registered in the window were invited by an earlier,
@@ -372,9 +370,7 @@ class _Chunk:
                 "card_type": _strings(("debit", "credit"), is_credit.astype(int)),
                 "account_class": _strings(("I", "II", "III"), klass, mask=is_credit),
                 "opened_on": pa.array(start + open_day.astype("timedelta64[D]"), type=pa.date32()),
-                "closed_on": pa.array(
-                    start + close_day.astype("timedelta64[D]"), type=pa.date32(), mask=~closed
-                ),
+                "closed_on": pa.array(start + close_day.astype("timedelta64[D]"), type=pa.date32(), mask=~closed),
             },
             schema=schema.CARDS.arrow_schema,
         )
@@ -430,7 +426,13 @@ class _Chunk:
             schema=schema.QUICKPAY_BINDINGS.arrow_schema,
         )
         end_day = np.where(unbinds, unbound_day, float(self.end_day))
-        return table, {"owner": owner, "inst": inst, "start": bound_day, "end": end_day, "first_day": (adopts, first_day)}
+        return table, {
+            "owner": owner,
+            "inst": inst,
+            "start": bound_day,
+            "end": end_day,
+            "first_day": (adopts, first_day),
+        }
 
     # -- transactions ----------------------------------------------------------------------------
     def transactions(self, lt: dict[str, np.ndarray], bd: dict[str, np.ndarray], debit_of: np.ndarray) -> pa.Table:
@@ -451,16 +453,18 @@ class _Chunk:
         u = self._cum_at(lo)[b] + rng.random(total) * mass[b]
         day_pos = self._inverse_cum(u)
         cust = owner[b]
-        # dormant spells thin the stream: transactions that fall inside are not made
-        in_dorm = lt["dormant"][cust] & (day_pos >= lt["dorm_start"][cust]) & (day_pos < lt["dorm_end"][cust])
-        keep = ~in_dorm
-        b, cust, day_pos = b[keep], cust[keep], day_pos[keep]
-        total = b.size
-        # time of day: a mixture of lunch, evening and late-night peaks
+        # time of day: a mixture of lunch, evening and late-night peaks, kept inside the binding's
+        # live interval (a transaction never precedes the binding or follows churn)
         peak = rng.choice(4, size=total, p=[0.18, 0.32, 0.38, 0.12])
         hour = np.array([9.5, 12.5, 19.5, 23.2])[peak] + rng.normal(0, 1.6, total)
-        sec = (np.mod(hour, 24) * 3600).astype(np.int64)
-        txn_us = self.start_us + np.floor(day_pos).astype(np.int64) * US_PER_DAY + sec * 1_000_000
+        t_day = np.floor(day_pos) + np.mod(hour, 24) / 24
+        t_day = np.clip(t_day, lo[b], hi[b] - 1e-6)
+        # dormant spells thin the stream: transactions that fall inside are not made
+        in_dorm = lt["dormant"][cust] & (t_day >= lt["dorm_start"][cust]) & (t_day < lt["dorm_end"][cust])
+        keep = ~in_dorm
+        b, cust, t_day = b[keep], cust[keep], t_day[keep]
+        total = b.size
+        txn_us = self.start_us + np.ceil(t_day * US_PER_DAY).astype(np.int64)
         cats = np.where(
             rng.random(total) < 0.45,
             lt["fav_cat"][cust],
@@ -589,9 +593,9 @@ def simulate(config: SimulationConfig, out_dir: Path, *, progress: ProgressFn | 
     truth_dir.mkdir(parents=True, exist_ok=True)
     branches = branch_table(config)
     pq.write_table(branches, bank_dir / "branches.parquet")
-    sub_branches = [
-        (r["branch_id"], r["city_tier"]) for r in branches.to_pylist() if r["level"] == "sub_branch"
-    ] or [("HQ", 1)]
+    sub_branches = [(r["branch_id"], r["city_tier"]) for r in branches.to_pylist() if r["level"] == "sub_branch"] or [
+        ("HQ", 1)
+    ]
     cum = np.concatenate([[0.0], np.cumsum(calendar.intensity(config.start_date, config.history_days))])
     names = ("customers", "cards", "quickpay_bindings", "transactions", "events")
     writers = {

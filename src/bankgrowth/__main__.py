@@ -1,0 +1,3 @@
+from bankgrowth.cli.main import run
+
+run()

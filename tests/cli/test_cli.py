@@ -1,0 +1,81 @@
+"""The command line as a person uses it: one red line on error, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BRANCHES = "branch_id,parent_id,level,name_zh,name_en,city,city_tier\nHQ,,hq,总行,Head Office,Beijing,1\n"
+
+
+def run(args: list[str], data_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "BANKGROWTH_DATA_DIR": str(data_dir), "COLUMNS": "200", **env}
+    return subprocess.run(
+        [sys.executable, "-m", "bankgrowth", *args], capture_output=True, text=True, env=environment, timeout=300
+    )
+
+
+def test_simulate_load_status_round_trip(tmp_path: Path) -> None:
+    # when
+    sim = run(["simulate", "--customers", "800", "--out", str(tmp_path / "sim")], tmp_path)
+    load = run(["load", str(tmp_path / "sim" / "bank")], tmp_path)
+    again = run(["load", str(tmp_path / "sim" / "bank" / "customers.parquet")], tmp_path)
+    status = run(["status"], tmp_path)
+    # then
+    assert sim.returncode == 0, sim.stderr
+    assert "transactions" in sim.stdout and "ground truth" in sim.stdout
+    assert load.returncode == 0, load.stderr
+    assert load.stdout.count("✓") == 6
+    assert "already loaded" in again.stdout
+    assert status.returncode == 0
+    assert "customers" in status.stdout and "800" in status.stdout
+
+
+def test_bad_rows_are_listed_and_the_command_still_succeeds(tmp_path: Path) -> None:
+    # given
+    (tmp_path / "branches.csv").write_text(BRANCHES + "B01,HQ,branch,分行,Branch,Hangzhou,seven\n")
+    # when
+    result = run(["load", str(tmp_path / "branches.csv")], tmp_path)
+    # then
+    assert result.returncode == 0, result.stderr
+    assert "loaded 1" in result.stdout and "quarantined 1" in result.stdout
+    assert "city_tier" in result.stdout and "seven" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["load", "nowhere.csv"], {}, "nowhere.csv: no such file"),
+        (["load", "{dir}/customers.csv"], {}, "missing column"),
+        (["status"], {"BANKGROWTH_TIMEZONE": "Mars/Olympus"}, "unknown IANA timezone"),
+        (["status"], {"BANKGROWTH_TIMEZONE": "Europe/Berlin"}, "daylight saving"),
+        (["status"], {"BANKGROWTH_WAREHOUSE_URL": "mysql://x"}, "must start with duckdb:// or pyspark://"),
+        (["simulate", "--customers", "0"], {}, "customers must be at least 1"),
+    ],
+)
+def test_errors_are_one_clear_line(tmp_path: Path, args: list[str], env: dict[str, str], message: str) -> None:
+    # given
+    (tmp_path / "customers.csv").write_text("customer_id,name\n1,x\n")
+    args = [a.format(dir=tmp_path) for a in args]
+    # when
+    result = run(args, tmp_path, **env)
+    # then
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1
+
+
+def test_demo_prints_the_bank_summary(tmp_path: Path) -> None:
+    # when
+    result = run(["demo", "--customers", "1500"], tmp_path)
+    rerun = run(["demo", "--customers", "1500"], tmp_path)
+    # then
+    assert result.returncode == 0, result.stderr
+    for words in ("Bank summary", "customers", "bound", "transacting", "By institution", "wechat_pay"):
+        assert words in result.stdout
+    assert "reused" in rerun.stdout and "already loaded" in rerun.stdout

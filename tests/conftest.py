@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bankgrowth.warehouse import engine, ingest
+from bankgrowth.warehouse.simulator import SimulationConfig, SimulationResult, simulate
+
+SMALL_BANK = SimulationConfig(customers=3_000, seed=11, chunk_customers=1_000)
+
+
+@pytest.fixture(scope="session")
+def small_bank(tmp_path_factory: pytest.TempPathFactory) -> SimulationResult:
+    """A 3,000-customer simulated bank, written once per test session."""
+    return simulate(SMALL_BANK, tmp_path_factory.mktemp("bank"))
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path) -> Iterator[object]:
+    """An empty DuckDB warehouse file."""
+    con = engine.connect(f"duckdb:///{tmp_path / 'warehouse.duckdb'}")
+    yield con
+    con.disconnect()
+
+
+@pytest.fixture(scope="session")
+def loaded_bank(small_bank: SimulationResult, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A DuckDB warehouse file holding the small bank; tests open it read-only in spirit."""
+    path = tmp_path_factory.mktemp("loaded") / "warehouse.duckdb"
+    con = engine.connect(f"duckdb:///{path}")
+    for f in ingest.expand_paths([small_bank.bank_dir]):
+        ingest.load_file(con, f)
+    con.disconnect()
+    return path
+
+
+@pytest.fixture(scope="session")
+def spark_session():  # type: ignore[no-untyped-def]
+    pyspark_sql = pytest.importorskip("pyspark.sql")
+    session = (
+        pyspark_sql.SparkSession.builder.master("local[2]")
+        .appName("bankgrowth-tests")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()

@@ -1,0 +1,75 @@
+"""One Ibis expression, two engines: DuckDB and PySpark local give identical results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ibis
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from bankgrowth.measurement.kpi import bank_summary
+from bankgrowth.warehouse import engine, schema
+from bankgrowth.warehouse.timeutil import local_date
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def spark_warehouse(spark_session, small_bank, tmp_path_factory):  # type: ignore[no-untyped-def]
+    db = f"parity_{tmp_path_factory.mktemp('spark').name.replace('-', '_')}"
+    spark_session.sql(f"CREATE DATABASE IF NOT EXISTS {db} LOCATION '{tmp_path_factory.mktemp('spark_db')}'")
+    spark_session.catalog.setCurrentDatabase(db)
+    con = engine.connect("pyspark://active")
+    for name in schema.TABLES:
+        data = pq.read_table(Path(small_bank.bank_dir) / f"{name}.parquet")
+        con.insert(name, data)
+    return con
+
+
+@pytest.fixture(scope="module")
+def duck_warehouse(loaded_bank):  # type: ignore[no-untyped-def]
+    con = engine.connect(f"duckdb:///{loaded_bank}")
+    yield con
+    con.disconnect()
+
+
+def per_customer(con) -> ibis.Table:  # type: ignore[no-untyped-def]
+    t = con.table("transactions")
+    local_day = local_date(t.txn_at, "Asia/Shanghai")
+    return (
+        t.group_by("customer_id")
+        .aggregate(
+            txns=t.count(),
+            amount_fen=t.amount_fen.sum(),
+            withdrawal_fen=t.amount_fen.sum(where=t.scene == "withdrawal"),
+            institutions=t.institution.nunique(),
+            first_day=local_day.min(),
+            last_at=t.txn_at.max(),
+            weekend_txns=(local_day.day_of_week.index() >= 5).sum(),
+        )
+        .order_by("customer_id")
+    )
+
+
+def test_per_customer_aggregates_are_identical(duck_warehouse, spark_warehouse) -> None:
+    # when
+    duck = per_customer(duck_warehouse).to_pyarrow()
+    spark = per_customer(spark_warehouse).to_pyarrow()
+    # then
+    assert duck.num_rows > 500
+    for name in duck.column_names:
+        left, right = duck.column(name), spark.column(name)
+        if pa.types.is_timestamp(left.type):
+            left, right = left.cast(pa.timestamp("us", "UTC")), right.cast(pa.timestamp("us", "UTC"))
+        else:
+            left, right = (
+                left.cast(pa.int64()) if pa.types.is_integer(left.type) else left,
+                (right.cast(pa.int64()) if pa.types.is_integer(right.type) else right),
+            )
+        assert left.to_pylist() == right.to_pylist(), name
+
+
+def test_bank_summary_is_identical(duck_warehouse, spark_warehouse) -> None:
+    assert bank_summary(duck_warehouse) == bank_summary(spark_warehouse)
