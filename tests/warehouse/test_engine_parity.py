@@ -73,3 +73,24 @@ def test_per_customer_aggregates_are_identical(duck_warehouse, spark_warehouse) 
 
 def test_bank_summary_is_identical(duck_warehouse, spark_warehouse) -> None:
     assert bank_summary(duck_warehouse) == bank_summary(spark_warehouse)
+
+
+def test_ingest_runs_on_spark_with_the_same_verdicts(spark_warehouse, tmp_path: Path) -> None:
+    # given: a cards file with a good row, an unknown customer and a bad enum, loaded into Spark
+    from bankgrowth.warehouse import ingest
+
+    existing = spark_warehouse.table("customers").customer_id.max().to_pyarrow().as_py()
+    cards = tmp_path / "cards.csv"
+    cards.write_text(
+        "card_id,customer_id,card_type,account_class,opened_on,closed_on\n"
+        f"990001,{existing},debit,I,2024-03-01,\n"
+        "990002,99999999,debit,I,2024-03-01,\n"
+        f"990003,{existing},prepaid,,2024-03-01,\n"
+    )
+    # when
+    report = ingest.load_file(spark_warehouse, cards)
+    # then
+    assert (report.read, report.loaded, report.quarantined) == (3, 1, 2)
+    assert {(p.line, p.field) for p in report.problems} == {(3, "customer_id"), (4, "card_type")}
+    t = spark_warehouse.table("cards")
+    assert t.filter(t.card_id >= 990001).card_id.to_pyarrow().to_pylist() == [990001]

@@ -126,7 +126,7 @@ def test_duplicate_ids_inside_one_file(with_branches, tmp_path: Path) -> None:
     report = ingest.load_file(with_branches, write(tmp_path / "customers.csv", text + "\n"))
     # then
     assert (report.loaded, report.duplicates, report.quarantined) == (2, 1, 1)
-    assert report.problems[0].line == 4 and "first at line 2" in report.problems[0].found
+    assert report.problems[0].line == 4 and "first at line 2 with other values" in report.problems[0].found
     assert {r["name"] for r in rows(with_branches, "customers")} == {"王1", "王2"}
 
 
@@ -300,6 +300,8 @@ def test_random_corruption_never_loses_a_good_row(tmp_path_factory, data) -> Non
     # given: 30 valid rows, some of which are corrupted in a random field with random junk
     tmp = tmp_path_factory.mktemp("fuzz")
     con = engine.connect(f"duckdb:///{tmp / 'w.duckdb'}")
+    default_block = ingest.batch_bytes
+    ingest.batch_bytes = data.draw(st.sampled_from([700, 2048, default_block]))  # one batch or many
     try:
         ingest.load_file(con, write(tmp / "branches.csv", BRANCHES))
         fields = CUSTOMER_HEADER.split(",")
@@ -307,11 +309,13 @@ def test_random_corruption_never_loses_a_good_row(tmp_path_factory, data) -> Non
         junk = st.sampled_from(["x", "-1", "99999999999999999999", "1.5", "2024-02-30", "NOPE", "\u00e9\u00e9", ""])
         lines = [CUSTOMER_HEADER]
         for i in range(1, 31):
-            if i in bad_ids:
+            if i not in bad_ids:
+                lines.append(customer_row(i))
+            elif data.draw(st.booleans()):  # a bad value in one field
                 field = data.draw(st.sampled_from([f for f in fields if f not in ("name", "referrer_id")]))
                 lines.append(customer_row(i, **{field: data.draw(junk)}))
-            else:
-                lines.append(customer_row(i))
+            else:  # a line that does not split into the right number of fields
+                lines.append(data.draw(st.sampled_from([customer_row(i) + ",x", customer_row(i)[:30], ""])))
         # when
         report = ingest.load_file(con, write(tmp / "customers.csv", "\n".join(lines) + "\n"))
         loaded = {r["customer_id"] for r in con.table("customers").to_pyarrow().to_pylist()}
@@ -321,4 +325,31 @@ def test_random_corruption_never_loses_a_good_row(tmp_path_factory, data) -> Non
         assert {p.line - 1 for p in report.problems} <= bad_ids
         assert report.loaded + report.quarantined == 30
     finally:
+        ingest.batch_bytes = default_block
         con.disconnect()
+
+
+def test_many_batches_keep_line_numbers_exact(with_branches, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # given: 400 rows read in blocks of ~1 KiB, with broken lines scattered across the blocks
+    monkeypatch.setattr(ingest, "batch_bytes", 1024)
+    broken = {7, 55, 56, 190, 333, 401}  # physical line numbers
+    lines = [CUSTOMER_HEADER]
+    for line_no in range(2, 402):
+        cid = line_no - 1
+        if line_no in (7, 190):
+            lines.append(customer_row(cid) + ",surplus")
+        elif line_no in (55, 333):
+            lines.append(customer_row(cid, gender="?"))
+        elif line_no == 56:
+            lines.append("")
+        elif line_no == 401:
+            lines.append(customer_row(cid)[:20])
+        else:
+            lines.append(customer_row(cid))
+    # when
+    report = ingest.load_file(with_branches, write(tmp_path / "customers.csv", "\n".join(lines)))
+    # then
+    assert report.read == 400 and report.reconciles
+    assert {p.line for p in report.problems} == broken
+    loaded = {r["customer_id"] for r in rows(with_branches, "customers")}
+    assert loaded == {n - 1 for n in range(2, 402)} - {n - 1 for n in broken}

@@ -181,7 +181,7 @@ def status_cmd() -> None:
     settings = _settings()
     with _warehouse(settings) as con:
         status = warehouse_status(con)
-    render.status(console, status, settings.resolved_warehouse_url)
+    render.status(console, status, settings.resolved_warehouse_url, settings.tz)
 
 
 @app.command("demo")

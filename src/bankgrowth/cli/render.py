@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, tzinfo
 from decimal import Decimal
 from typing import Any
 
@@ -58,12 +59,12 @@ def load_report(console: Console, report: LoadReport, *, show: int = 10) -> None
             console.print(f"  … and {_n(more)} more problem(s); see `bankgrowth status` and the _quarantine table")
 
 
-def status(console: Console, status: WarehouseStatus, url: str) -> None:
+def status(console: Console, status: WarehouseStatus, url: str, tz: tzinfo) -> None:
     table = Table(title=f"Warehouse {url}", title_justify="left")
     for col, just in (("table", "left"), ("rows", "right"), ("from", "left"), ("to", "left"), ("quarantined", "right")):
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     for t in status.tables:
-        table.add_row(t.table, _n(t.rows), _fmt(t.first), _fmt(t.last), _n(t.quarantined))
+        table.add_row(t.table, _n(t.rows), _fmt(t.first, tz), _fmt(t.last, tz), _n(t.quarantined))
     console.print(table)
     if status.problems_by_field:
         problems = Table(title="Quarantine by reason", title_justify="left")
@@ -89,10 +90,13 @@ def status(console: Console, status: WarehouseStatus, url: str) -> None:
         console.print(loads)
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: Any, tz: tzinfo) -> str:
+    """Dates as they are; instants in the business timezone."""
     if value is None:
         return "—"
-    return value.isoformat(sep=" ", timespec="minutes") if hasattr(value, "hour") else str(value)
+    if isinstance(value, datetime):
+        return value.astimezone(tz).isoformat(sep=" ", timespec="minutes")
+    return str(value)
 
 
 def bank_summary(console: Console, s: BankSummary) -> None:

@@ -20,6 +20,7 @@ change, because it only ever sees ``ibis.BaseBackend``.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
 import ibis
+import pyarrow as pa
 
 from bankgrowth.warehouse import schema, timeutil
 
@@ -48,12 +50,11 @@ class Capabilities:
     name: str
     transactional_ddl: bool
     cheap_small_queries: bool  # millisecond counts (embedded) vs job start-up (cluster)
-    temp_tables: bool  # session-scoped tables for staging
 
 
 CAPABILITIES = {
-    "duckdb": Capabilities("duckdb", transactional_ddl=True, cheap_small_queries=True, temp_tables=True),
-    "pyspark": Capabilities("pyspark", transactional_ddl=False, cheap_small_queries=False, temp_tables=False),
+    "duckdb": Capabilities("duckdb", transactional_ddl=True, cheap_small_queries=True),
+    "pyspark": Capabilities("pyspark", transactional_ddl=False, cheap_small_queries=False),
 }
 
 
@@ -130,6 +131,25 @@ def _connect_spark(master: str, timezone: str) -> BaseBackend:
     con = ibis.pyspark.connect(session)
     session.conf.set("spark.sql.session.timeZone", "UTC")  # every engine session runs in UTC (see timeutil)
     return con
+
+
+def append_arrow(con: BaseBackend, table: str, data: pa.Table) -> None:
+    """Append an Arrow batch to ``table`` without keeping the batch alive afterwards.
+
+    Ibis' generic ``insert`` registers each Arrow table as an in-memory view that lives as long as
+    the connection, so a 50M-row load kept every batch resident (~10 GiB). On DuckDB the batch is
+    registered, copied and unregistered at once; other engines use Ibis' insert.
+    """
+    if con.name == "duckdb":
+        raw = con.con  # type: ignore[attr-defined]
+        view = f"_append_{uuid.uuid4().hex}"
+        raw.register(view, data)
+        try:
+            raw.execute(f'INSERT INTO "{table}" BY NAME SELECT * FROM "{view}"')
+        finally:
+            raw.unregister(view)
+    else:
+        con.insert(table, data)
 
 
 def ensure_tables(con: BaseBackend) -> None:
