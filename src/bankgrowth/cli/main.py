@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+import os
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
@@ -42,6 +43,8 @@ app = typer.Typer(
 schema_app = typer.Typer(help="The canonical data model.", no_args_is_help=True)
 app.add_typer(schema_app, name="schema")
 console = Console()
+if not console.is_terminal and "COLUMNS" not in os.environ:
+    console.width = 120  # logs and pipes: wide enough for the summary tables
 err_console = Console(stderr=True)
 
 KNOWN_ERRORS = (IngestFileError, WarehouseError, ValueError, ValidationError, FileNotFoundError)

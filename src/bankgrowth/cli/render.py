@@ -121,7 +121,7 @@ def bank_summary(console: Console, s: BankSummary) -> None:
             r.institution,
             _n(r.transactions),
             f"{r.share_of_transactions:.1%}",
-            "█" * max(1, round(r.share_of_transactions * 20)),
+            "█" * max(1, round(r.share_of_transactions * 25)),
             _yuan(r.amount_yuan),
             _n(r.customers),
         )
