@@ -9,7 +9,7 @@ from functools import cached_property
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bankgrowth.warehouse.timeutil import fixed_offset
@@ -39,6 +39,12 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the operational store (default: SQLite in data_dir).",
     )
     timezone: str = Field(default="Asia/Shanghai", description="IANA zone for business dates.")
+    # lifecycle thresholds (docs/insight.md explains each stage)
+    at_risk_days: int = Field(default=30, ge=1, description="No transaction for this many days: at risk.")
+    churn_days: int = Field(default=90, ge=2, description="No transaction for this many days: churned.")
+    super_user_txns: int = Field(default=20, ge=1, description="More transactions than this in 365 days: super user.")
+    winback_days: int = Field(default=30, ge=1, description="A return from churn within this many days: won back.")
+    tag_retention_days: int = Field(default=35, ge=1, description="Daily tag versions kept.")
 
     @field_validator("timezone")
     @classmethod
@@ -56,6 +62,14 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("duckdb://", "pyspark://")):
             raise ValueError(f"warehouse_url must start with duckdb:// or pyspark://, found {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _ordered_thresholds(self) -> Settings:
+        if not self.at_risk_days < self.churn_days:
+            raise ValueError("at_risk_days must be smaller than churn_days")
+        if not self.winback_days <= self.churn_days:
+            raise ValueError("winback_days must not exceed churn_days")
+        return self
 
     @cached_property
     def tz(self) -> ZoneInfo:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 import os
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
@@ -27,6 +27,8 @@ from bankgrowth import __version__
 from bankgrowth.cli import render
 from bankgrowth.config import Settings
 from bankgrowth.demo import DemoHooks, run_demo
+from bankgrowth.insight import service as insight_service
+from bankgrowth.insight import store as insight_store
 from bankgrowth.warehouse import engine, ingest, schema
 from bankgrowth.warehouse.docs import data_model_markdown
 from bankgrowth.warehouse.engine import WarehouseError
@@ -42,12 +44,16 @@ app = typer.Typer(
 )
 schema_app = typer.Typer(help="The canonical data model.", no_args_is_help=True)
 app.add_typer(schema_app, name="schema")
+insight_app = typer.Typer(help="Lifecycle stages, value scores and the nightly tag run.", no_args_is_help=True)
+app.add_typer(insight_app, name="insight")
+tags_app = typer.Typer(help="The tag catalog.", no_args_is_help=True)
+app.add_typer(tags_app, name="tags")
 console = Console()
 if not console.is_terminal and "COLUMNS" not in os.environ:
     console.width = 120  # logs and pipes: wide enough for the summary tables
 err_console = Console(stderr=True)
 
-KNOWN_ERRORS = (IngestFileError, WarehouseError, ValueError, ValidationError, FileNotFoundError)
+KNOWN_ERRORS = (IngestFileError, WarehouseError, ValueError, ValidationError, FileNotFoundError, LookupError)
 
 
 def _fail(message: str) -> typer.Exit:
@@ -210,6 +216,90 @@ def demo_cmd(
         config = SimulationConfig(customers=customers, seed=seed)
         result = run_demo(con, settings, config=config, hooks=Hooks(progress))
     render.demo(console, result)
+
+
+def _day(value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise _fail(f"expected a date YYYY-MM-DD, found {value!r}") from None
+
+
+@insight_app.command("run")
+def insight_run_cmd(
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Business day (default: last day with data).")] = None,
+    full: Annotated[bool, typer.Option("--full", help="Recompute from all history (the only mode so far).")] = True,
+) -> None:
+    """Compute tags, lifecycle stages and value scores for one day and store them as a version."""
+    settings = _settings()
+    with _warehouse(settings) as con:
+        report = insight_service.run(con, settings, as_of=_day(as_of))
+    render.insight_run(console, report)
+
+
+@insight_app.command("lifecycle")
+def insight_lifecycle_cmd(
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Version to show (default: latest).")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Also show flows from this day's stages (a stored version).")
+    ] = None,
+) -> None:
+    """Lifecycle distribution, and the transition matrix between two days."""
+    settings = _settings()
+    with _warehouse(settings) as con:
+        dist = insight_service.lifecycle_distribution(con, _day(as_of))
+        start, end = _day(since), _day(as_of) or insight_store.latest(con)
+        matrix = insight_service.transition_matrix(con, start, end) if start and end else None
+    render.lifecycle(console, dist)
+    if matrix is not None:
+        render.matrix(console, matrix, f"Flows {since} → {end} (rows: from, columns: to)")
+
+
+@insight_app.command("grid")
+def insight_grid_cmd(
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Version to show (default: latest).")] = None,
+) -> None:
+    """The customer grid (宫格): lifecycle stage × value tier."""
+    settings = _settings()
+    with _warehouse(settings) as con:
+        matrix = insight_service.grid(con, _day(as_of))
+    render.matrix(console, matrix, "Customer grid 客户宫格 (stage × value tier)")
+
+
+@tags_app.command("list")
+def tags_list_cmd(
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Version to describe (default: latest).")] = None,
+) -> None:
+    """Every tag with its category, kind, type and coverage."""
+    settings = _settings()
+    with _warehouse(settings) as con:
+        stats = insight_service.catalog(con, _day(as_of))
+    render.tag_catalog(console, stats)
+
+
+@tags_app.command("show")
+def tags_show_cmd(
+    name: Annotated[str, typer.Argument(help="Tag name, e.g. preferred_institution.")],
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Version to describe (default: latest).")] = None,
+) -> None:
+    """One tag: its definition, coverage and distribution."""
+    settings = _settings()
+    with _warehouse(settings) as con:
+        [stats] = insight_service.catalog(con, _day(as_of), names=[name])
+    render.tag_detail(console, stats)
+
+
+@app.command("customer")
+def customer_cmd(
+    customer_id: Annotated[int, typer.Argument(help="Customer id.")],
+) -> None:
+    """One customer's view: profile (masked), stage history, tags, bindings, recent transactions."""
+    settings = _settings()
+    with _warehouse(settings) as con:
+        view = insight_service.customer_view(con, customer_id, timezone=settings.timezone)
+    render.customer(console, view)
 
 
 @schema_app.command("docs")

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bankgrowth.demo import DemoResult
+from bankgrowth.insight.service import CustomerView, Matrix, RunReport, StageCount, TagStats
 from bankgrowth.measurement.kpi import BankSummary
 from bankgrowth.warehouse.ingest import LoadReport
 from bankgrowth.warehouse.simulator import SimulationResult
@@ -136,3 +137,137 @@ def demo(console: Console, result: DemoResult) -> None:
         load_report(console, report, show=5)
     if result.summary is not None:
         bank_summary(console, result.summary)
+
+
+def _bar(share: float, width: int = 24) -> str:
+    return "█" * round(share * width) if share > 0 else ""
+
+
+def insight_run(console: Console, report: RunReport) -> None:
+    console.print(
+        f"insight run for {report.as_of}: {_n(report.customers)} customers in {report.seconds:.1f} s; "
+        f"{_n(report.transitions)} stage changes since the day before"
+        + (f"; dropped versions {', '.join(map(str, report.pruned))}" if report.pruned else ""),
+        highlight=False,
+    )
+    lifecycle(console, report.distribution)
+
+
+def lifecycle(console: Console, dist: list[StageCount]) -> None:
+    table = Table(title="Lifecycle 生命周期", title_justify="left")
+    for col, just in (("stage", "left"), ("阶段", "left"), ("customers", "right"), ("share", "right"), ("", "left")):
+        table.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
+    for s in dist:
+        table.add_row(s.en, s.zh, _n(s.customers), f"{s.share:.1%}", _bar(s.share))
+    console.print(table)
+
+
+def matrix(console: Console, m: Matrix, title: str) -> None:
+    table = Table(title=title, title_justify="left")
+    table.add_column("")
+    for col in m.columns:
+        table.add_column(col, justify="right")
+    table.add_column("total", justify="right")
+    for row in m.rows:
+        values = [m.counts.get((row, col), 0) for col in m.columns]
+        table.add_row(row, *[_n(v) if v else "·" for v in values], _n(sum(values)))
+    totals = [sum(m.counts.get((r, c), 0) for r in m.rows) for c in m.columns]
+    table.add_row("total", *[_n(v) for v in totals], _n(m.total()), style="bold")
+    console.print(table)
+
+
+def tag_catalog(console: Console, stats: list[TagStats]) -> None:
+    table = Table(title=f"Tag catalog 标签目录 ({len(stats)} tags)", title_justify="left")
+    for col in ("tag", "标签", "category", "kind", "type", "coverage", "non-zero"):
+        table.add_column(col, justify="right" if col in ("coverage", "non-zero") else "left", no_wrap=col == "tag")
+    for s in stats:
+        nonzero = "" if s.nonzero is None else f"{s.nonzero:.1%}"
+        table.add_row(s.tag.name, s.tag.zh, s.tag.category, s.tag.kind, s.tag.dtype, f"{s.coverage:.1%}", nonzero)
+    console.print(table)
+
+
+def tag_detail(console: Console, s: TagStats) -> None:
+    t = s.tag
+    console.print(f"[bold]{t.name}[/]  {t.zh} / {t.en}", highlight=False)
+    console.print(
+        f"{t.description}\ncategory {t.category} · kind {t.kind} · type {t.dtype}"
+        + (f" · unit {t.unit}" if t.unit else "")
+        + f" · refresh {t.refresh} · source {t.source}",
+        highlight=False,
+    )
+    console.print(
+        f"coverage {s.coverage:.1%} of {_n(s.rows)} customers"
+        + ("" if s.nonzero is None else f"; non-zero {s.nonzero:.1%}")
+    )
+    if s.summary:
+        console.print("  ".join(f"{k} {_num(v)}" for k, v in s.summary.items()), highlight=False)
+    if s.top:
+        table = Table(show_edge=False)
+        table.add_column("value")
+        table.add_column("customers", justify="right")
+        table.add_column("share", justify="right")
+        table.add_column("")
+        for value, count in s.top:
+            share = count / s.rows if s.rows else 0
+            table.add_row(str(value), _n(count), f"{share:.1%}", _bar(share))
+        console.print(table)
+
+
+def _num(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:,.2f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def customer(console: Console, view: CustomerView) -> None:
+    p = view.profile
+    console.print(
+        f"[bold]customer {view.customer_id}[/]  {p['name']}  {p['phone']}  born {p['birth_year']}  {p['gender']}  "
+        f"branch {p['branch_id']}  registered {p['registered_on']}  {p['auth_level']}",
+        highlight=False,
+    )
+    if view.tags:
+        stage = view.tags.get("stage")
+        console.print(
+            f"as of {view.tags_as_of}: stage [bold]{stage}[/] · segment {view.tags.get('rfm_segment')} · "
+            f"tier {view.tags.get('value_tier')} · 365-day transactions {view.tags.get('txn_count_365d')}",
+            highlight=False,
+        )
+    if view.stage_history:
+        console.print("stage history: " + " → ".join(f"{h['to_stage']} ({h['as_of']})" for h in view.stage_history))
+    if view.bindings:
+        table = Table(title="Bindings 绑卡", title_justify="left")
+        for col in ("institution", "bound", "unbound", "channel", "one-click"):
+            table.add_column(col)
+        for b in view.bindings:
+            table.add_row(
+                b["institution"],
+                _fmt(b["bound_at"], b["bound_at"].tzinfo),
+                _fmt(b["unbound_at"], b["bound_at"].tzinfo),
+                b["bind_channel"],
+                "yes" if b["one_click"] else "",
+            )
+        console.print(table)
+    if view.recent_transactions:
+        table = Table(title="Recent transactions 最近交易", title_justify="left")
+        for col in ("time", "institution", "amount", "category", "scene"):
+            table.add_column(col, justify="right" if col == "amount" else "left")
+        for t in view.recent_transactions:
+            table.add_row(
+                _fmt(t["txn_at"], t["txn_at"].tzinfo),
+                t["institution"],
+                _yuan(t["amount_yuan"]),
+                t["merchant_category"],
+                t["scene"],
+            )
+        console.print(table)
+    if view.tags:
+        view_tz = view.timezone
+        table = Table(title="Tags 标签", title_justify="left", show_edge=False)
+        table.add_column("tag")
+        table.add_column("value", overflow="fold")
+        for k, v in view.tags.items():
+            table.add_row(k, "—" if v is None else _fmt(v, view_tz) if isinstance(v, datetime) else _num(v))
+        console.print(table)

@@ -94,6 +94,7 @@ def _connect_duckdb(target: str) -> BaseBackend:
         except Exception as exc:  # duckdb raises IOException for locks and bad files
             raise WarehouseError(f"cannot open DuckDB warehouse {path}: {_first_line(exc)}") from exc
     con.raw_sql("SET TimeZone = 'UTC'")  # every engine session runs in UTC (see timeutil)
+    con.raw_sql("SET enable_progress_bar = false")  # progress is the front end's to show
     return con
 
 

@@ -1,0 +1,1 @@
+"""Insight (洞察): lifecycle stages, value scores and the tag system."""

@@ -1,0 +1,235 @@
+"""Insight services: the nightly run, lifecycle views, the value grid, the tag catalog and the
+customer view. Front ends call these; they return plain values."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+import ibis
+
+from bankgrowth.insight import store
+from bankgrowth.insight.compute import build_tags
+from bankgrowth.insight.lifecycle import STAGE_CODES, STAGES, Thresholds
+from bankgrowth.insight.tags import BUILTIN_TAGS, Tag
+from bankgrowth.insight.value import VALUE_TIERS
+from bankgrowth.platform.privacy import mask_name, mask_phone
+from bankgrowth.warehouse.timeutil import local_date
+
+if TYPE_CHECKING:
+    from ibis.backends import BaseBackend
+
+    from bankgrowth.config import Settings
+
+STAGE_BY_CODE = {s.code: s for s in STAGES}
+
+
+def _meta(name: str, zh: str, en: str, description: str, category: str, dtype: str) -> Tag:
+    return Tag(name, zh, en, description, category, "rule", dtype, "derived", lambda c: None)  # type: ignore[arg-type]
+
+
+# Tags computed by fixed steps after the declared ones; listed for the catalog.
+COMPUTED_TAGS: tuple[Tag, ...] = (
+    _meta(
+        "stage",
+        "生命周期阶段",
+        "Lifecycle stage",
+        "unbound, bound, transacting, super, at_risk, churned, won_back.",
+        "lifecycle",
+        "string",
+    ),
+    _meta("rfm_r", "R得分", "Recency score", "1-5; 5 = most recent.", "value", "int"),
+    _meta("rfm_f", "F得分", "Frequency score", "1-5 quintile of transactions in 365 days.", "value", "int"),
+    _meta("rfm_m", "M得分", "Monetary score", "1-5 quintile of amount in 365 days.", "value", "int"),
+    _meta("rfc_c", "C得分", "Contribution score", "1-5 quintile of contribution in 365 days.", "value", "int"),
+    _meta("rfm_score", "RFM组合", "RFM code", "R*100 + F*10 + M.", "value", "int"),
+    _meta("rfm_segment", "RFM客群", "RFM segment", "Named segment from R and F.", "value", "string"),
+    _meta("value_tier", "价值等级", "Value tier", "high, medium, low, none.", "value", "string"),
+)
+CATALOG: tuple[Tag, ...] = BUILTIN_TAGS + COMPUTED_TAGS
+
+
+@dataclass
+class RunReport:
+    as_of: date
+    customers: int
+    seconds: float
+    transitions: int
+    pruned: list[date]
+    distribution: list[StageCount]
+
+
+@dataclass(frozen=True)
+class StageCount:
+    stage: str
+    zh: str
+    en: str
+    customers: int
+    share: float
+
+
+def last_data_day(con: BaseBackend, timezone: str) -> date | None:
+    """The last business day with transactions: the default as-of day of a run."""
+    txns = con.table("transactions")
+    value: date | None = local_date(txns.txn_at, timezone).max().to_pyarrow().as_py()
+    return value
+
+
+def run(con: BaseBackend, settings: Settings, *, as_of: date | None = None) -> RunReport:
+    """Compute and store the tag version (stages and value scores included) of ``as_of``."""
+    started = time.perf_counter()
+    day = as_of or last_data_day(con, settings.timezone)
+    if day is None:
+        raise LookupError("the warehouse has no transactions yet; load data first")
+    expr = build_tags(con, day, timezone=settings.timezone, thresholds=Thresholds.from_settings(settings))
+    rows = store.write_version(con, day, expr)
+    transitions = store.record_transitions(con, day)
+    pruned = store.prune(con, settings.tag_retention_days)
+    return RunReport(day, rows, time.perf_counter() - started, transitions, pruned, lifecycle_distribution(con, day))
+
+
+def lifecycle_distribution(con: BaseBackend, as_of: date | None = None) -> list[StageCount]:
+    t = store.tags_table(con, as_of)
+    counts = dict(_pairs(t, "stage"))
+    total = sum(counts.values()) or 1
+    return [StageCount(s.code, s.zh, s.en, counts.get(s.code, 0), counts.get(s.code, 0) / total) for s in STAGES]
+
+
+def _pairs(t: ibis.Table, column: str) -> list[tuple[Any, int]]:
+    rows = t.group_by(column).aggregate(_n=t.count()).to_pyarrow().to_pylist()
+    return [(r[column], int(r["_n"])) for r in rows]
+
+
+@dataclass(frozen=True)
+class Matrix:
+    """Counts of customers by row label × column label."""
+
+    rows: tuple[str, ...]
+    columns: tuple[str, ...]
+    counts: dict[tuple[str, str], int]
+
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def transition_matrix(con: BaseBackend, start: date, end: date) -> Matrix:
+    """Stage on ``start`` (rows) × stage on ``end`` (columns); both days need a stored version."""
+    a = store.tags_table(con, start).select(_cid="customer_id", _from="stage")
+    b = store.tags_table(con, end).select("customer_id", _to="stage")
+    j = b.left_join(a, b.customer_id == a._cid)
+    j = j.mutate(_from=j._from.fill_null("new"))
+    rows = j.group_by(["_from", "_to"]).aggregate(n=j.count()).to_pyarrow().to_pylist()
+    counts = {(r["_from"], r["_to"]): int(r["n"]) for r in rows}
+    row_labels = tuple(s for s in ("new", *STAGE_CODES) if any(k[0] == s for k in counts)) or STAGE_CODES
+    return Matrix(row_labels, STAGE_CODES, counts)
+
+
+def grid(con: BaseBackend, as_of: date | None = None) -> Matrix:
+    """The customer grid (宫格): lifecycle stage × value tier."""
+    t = store.tags_table(con, as_of)
+    rows = t.group_by(["stage", "value_tier"]).aggregate(n=t.count()).to_pyarrow().to_pylist()
+    return Matrix(STAGE_CODES, VALUE_TIERS, {(r["stage"], r["value_tier"]): int(r["n"]) for r in rows})
+
+
+@dataclass
+class TagStats:
+    tag: Tag
+    rows: int
+    coverage: float  # share of customers with a value
+    nonzero: float | None = None  # numeric and boolean tags: share with a non-zero / true value
+    summary: dict[str, Any] = field(default_factory=dict)  # min, median, max, mean — numeric tags
+    top: list[tuple[Any, int]] = field(default_factory=list)  # most common values — categorical tags
+
+
+def catalog(con: BaseBackend, as_of: date | None = None, *, names: list[str] | None = None) -> list[TagStats]:
+    """Coverage and distribution of every tag (or of ``names``) in a stored version."""
+    t = store.tags_table(con, as_of)
+    wanted = [tag for tag in CATALOG if names is None or tag.name in names]
+    unknown = set(names or []) - {tag.name for tag in wanted}
+    if unknown:
+        raise LookupError(f"unknown tag(s): {', '.join(sorted(unknown))}; see `bankgrowth tags list`")
+    aggs: dict[str, Any] = {"_rows": t.count()}
+    for tag in wanted:
+        col = t[tag.name]
+        aggs[f"{tag.name}__n"] = col.count()
+        if tag.dtype in ("int", "float"):
+            aggs[f"{tag.name}__nz"] = (col != 0).sum()
+            aggs[f"{tag.name}__min"] = col.min()
+            aggs[f"{tag.name}__max"] = col.max()
+            aggs[f"{tag.name}__mean"] = col.mean()
+            aggs[f"{tag.name}__median"] = col.approx_median()
+        elif tag.dtype == "bool":
+            aggs[f"{tag.name}__nz"] = col.cast("int64").sum()
+        elif tag.dtype == "timestamp":
+            aggs[f"{tag.name}__min"] = col.min()
+            aggs[f"{tag.name}__max"] = col.max()
+    row = t.aggregate(**aggs).to_pyarrow().to_pylist()[0]
+    total = int(row["_rows"]) or 1
+    out = []
+    for tag in wanted:
+        stats = TagStats(tag, int(row["_rows"]), int(row[f"{tag.name}__n"]) / total)
+        if f"{tag.name}__nz" in row:
+            stats.nonzero = int(row[f"{tag.name}__nz"] or 0) / total
+        for key in ("min", "median", "max", "mean"):
+            if f"{tag.name}__{key}" in row:
+                stats.summary[key] = row[f"{tag.name}__{key}"]
+        if tag.dtype in ("string", "bool") and names is not None:
+            stats.top = sorted(_pairs(t, tag.name), key=lambda kv: -kv[1])[:10]
+        out.append(stats)
+    return out
+
+
+@dataclass
+class CustomerView:
+    customer_id: int
+    profile: dict[str, Any]
+    tags: dict[str, Any]
+    tags_as_of: date | None
+    stage_history: list[dict[str, Any]]
+    bindings: list[dict[str, Any]]
+    recent_transactions: list[dict[str, Any]]
+    timezone: ZoneInfo
+
+
+def customer_view(
+    con: BaseBackend, customer_id: int, *, timezone: str = "Asia/Shanghai", reveal: bool = False, recent: int = 20
+) -> CustomerView:
+    """One customer's 360 view; personal data masked unless ``reveal``."""
+    customers = con.table("customers")
+    found = customers.filter(customers.customer_id == customer_id).to_pyarrow().to_pylist()
+    if not found:
+        raise LookupError(f"no customer {customer_id}")
+    profile = found[0]
+    if not reveal:
+        profile["name"] = mask_name(profile["name"])
+        profile["phone"] = mask_phone(profile["phone"])
+    day = store.latest(con)
+    tags: dict[str, Any] = {}
+    if day is not None:
+        t = store.tags_table(con, day)
+        rows = t.filter(t.customer_id == customer_id).to_pyarrow().to_pylist()
+        tags = {k: v for k, v in rows[0].items() if k != "customer_id"} if rows else {}
+    history: list[dict[str, Any]] = []
+    if store.TRANSITIONS in con.list_tables():
+        log = con.table(store.TRANSITIONS)
+        history = (
+            log.filter(log.customer_id == customer_id).order_by("as_of").drop("customer_id").to_pyarrow().to_pylist()
+        )
+    b = con.table("quickpay_bindings")
+    bindings = b.filter(b.customer_id == customer_id).order_by("bound_at").drop("customer_id").to_pyarrow().to_pylist()
+    tx = con.table("transactions")
+    recent_rows = (
+        tx.filter(tx.customer_id == customer_id)
+        .order_by(ibis.desc("txn_at"))
+        .limit(recent)
+        .drop("customer_id")
+        .to_pyarrow()
+        .to_pylist()
+    )
+    for r in recent_rows:
+        r["amount_yuan"] = Decimal(r.pop("amount_fen")) / 100
+    return CustomerView(customer_id, profile, tags, day, history, bindings, recent_rows, ZoneInfo(timezone))

@@ -1,0 +1,1 @@
+"""Platform: orgs, users, roles, data scope, personal-data protection, audit."""
