@@ -1,4 +1,5 @@
-"""The main job on the embedded defaults: simulate a bank, load it, and summarise it.
+"""The main job on the embedded defaults: simulate a bank, load it, summarise it, and run the
+nightly insight (tags, lifecycle stages, value scores).
 
 Later capabilities (insight, audiences, campaigns, measurement) extend this flow; the CLI's
 ``demo`` command only renders what it returns.
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bankgrowth.insight import service as insight_service
 from bankgrowth.measurement.kpi import BankSummary, bank_summary
 from bankgrowth.warehouse import ingest
 from bankgrowth.warehouse.simulator import SimulationConfig, simulate
@@ -28,6 +30,8 @@ class DemoResult:
     simulated: bool  # False when an identical simulation was already on disk
     loads: list[ingest.LoadReport] = field(default_factory=list)
     summary: BankSummary | None = None
+    insight: insight_service.RunReport | None = None
+    grid: insight_service.Matrix | None = None
 
 
 class DemoHooks:
@@ -54,4 +58,6 @@ def run_demo(
     for path in ingest.expand_paths([out / "bank"]):
         result.loads.append(ingest.load_file(con, path, timezone=settings.timezone, progress=hooks.load_progress(path)))
     result.summary = bank_summary(con, timezone=settings.timezone)
+    result.insight = insight_service.run(con, settings)
+    result.grid = insight_service.grid(con, result.insight.as_of)
     return result

@@ -24,7 +24,7 @@ def spark_warehouse(spark_session, small_bank, tmp_path_factory):  # type: ignor
     con = engine.connect("pyspark://active")
     for name in schema.TABLES:
         data = pq.read_table(Path(small_bank.bank_dir) / f"{name}.parquet")
-        con.insert(name, data)
+        engine.append_arrow(con, name, data)
     return con
 
 
@@ -94,3 +94,28 @@ def test_ingest_runs_on_spark_with_the_same_verdicts(spark_warehouse, tmp_path: 
     assert {(p.line, p.field) for p in report.problems} == {(3, "customer_id"), (4, "card_type")}
     t = spark_warehouse.table("cards")
     assert t.filter(t.card_id >= 990001).card_id.to_pyarrow().to_pylist() == [990001]
+
+
+def test_insight_tags_are_identical_on_both_engines(duck_warehouse, spark_warehouse) -> None:
+    # given
+    from datetime import date
+
+    from bankgrowth.insight.compute import build_tags
+
+    as_of = date(2026, 10, 31)
+    # when
+    duck = build_tags(duck_warehouse, as_of).order_by("customer_id").to_pyarrow()
+    spark = build_tags(spark_warehouse, as_of).order_by("customer_id").to_pyarrow()
+    # then: every tag of every customer, stage and value scores included
+    assert duck.column_names == spark.column_names
+    assert duck.num_rows == spark.num_rows > 1000
+    for name in duck.column_names:
+        left_col, right_col = duck.column(name), spark.column(name)
+        if pa.types.is_timestamp(left_col.type):  # Spark hands back naive UTC instants
+            left_col = left_col.cast(pa.timestamp("us", "UTC"))
+            right_col = right_col.cast(pa.timestamp("us", "UTC"))
+        left, right = left_col.to_pylist(), right_col.to_pylist()
+        if pa.types.is_floating(duck.column(name).type):
+            assert all((a is None and b is None) or abs(a - b) < 1e-9 for a, b in zip(left, right, strict=True)), name
+        else:
+            assert left == right, name

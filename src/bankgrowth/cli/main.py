@@ -198,7 +198,7 @@ def demo_cmd(
     customers: Annotated[int, typer.Option(help="Size of the simulated bank.")] = 100_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
 ) -> None:
-    """The main job: simulate a bank, load it, and summarise it."""
+    """The main job: simulate a bank, load it, summarise it and run the nightly insight."""
     settings = _settings()
 
     class Hooks(DemoHooks):

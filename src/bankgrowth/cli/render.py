@@ -137,6 +137,10 @@ def demo(console: Console, result: DemoResult) -> None:
         load_report(console, report, show=5)
     if result.summary is not None:
         bank_summary(console, result.summary)
+    if result.insight is not None:
+        insight_run(console, result.insight)
+    if result.grid is not None:
+        matrix(console, result.grid, "Customer grid 客户宫格 (stage × value tier)")
 
 
 def _bar(share: float, width: int = 24) -> str:
