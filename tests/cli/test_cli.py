@@ -76,6 +76,16 @@ def test_demo_prints_the_bank_summary(tmp_path: Path) -> None:
     rerun = run(["demo", "--customers", "1500"], tmp_path)
     # then
     assert result.returncode == 0, result.stderr
-    for words in ("Bank summary", "customers", "bound", "transacting", "By institution", "wechat_pay", "Lifecycle", "超级用户", "Customer grid"):
+    for words in (
+        "Bank summary",
+        "customers",
+        "bound",
+        "transacting",
+        "By institution",
+        "wechat_pay",
+        "Lifecycle",
+        "超级用户",
+        "Customer grid",
+    ):
         assert words in result.stdout
     assert "reused" in rerun.stdout and "already loaded" in rerun.stdout

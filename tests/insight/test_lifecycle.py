@@ -45,30 +45,87 @@ CASES: dict[int, tuple[str, list[tuple[float, float | None]], list[float]]] = {
 def crafted(warehouse):  # type: ignore[no-untyped-def]
     n = len(CASES)
     ids = list(CASES)
-    append_arrow(warehouse, "branches", pa.table({
-        "branch_id": ["HQ"], "parent_id": pa.array([None], pa.string()), "level": ["hq"], "name_zh": ["总行"],
-        "name_en": ["HQ"], "city": ["Beijing"], "city_tier": [1],
-    }))
-    append_arrow(warehouse, "customers", pa.table({
-        "customer_id": ids, "branch_id": ["HQ"] * n, "name": ["x"] * n, "phone": ["13800000000"] * n,
-        "birth_year": [1990] * n, "gender": ["F"] * n, "city_tier": [1] * n,
-        "registered_on": pa.array([date(2024, 1, 1)] * n, pa.date32()), "auth_level": ["account_i"] * n,
-        "marketing_consent": [True] * n, "referrer_id": pa.array([None] * n, pa.int64()),
-    }, schema=schema.CUSTOMERS.arrow_schema))
-    append_arrow(warehouse, "cards", pa.table({
-        "card_id": ids, "customer_id": ids, "card_type": ["debit"] * n, "account_class": ["I"] * n,
-        "opened_on": pa.array([date(2024, 1, 1)] * n, pa.date32()), "closed_on": pa.array([None] * n, pa.date32()),
-    }, schema=schema.CARDS.arrow_schema))
+    append_arrow(
+        warehouse,
+        "branches",
+        pa.table(
+            {
+                "branch_id": ["HQ"],
+                "parent_id": pa.array([None], pa.string()),
+                "level": ["hq"],
+                "name_zh": ["总行"],
+                "name_en": ["HQ"],
+                "city": ["Beijing"],
+                "city_tier": [1],
+            }
+        ),
+    )
+    append_arrow(
+        warehouse,
+        "customers",
+        pa.table(
+            {
+                "customer_id": ids,
+                "branch_id": ["HQ"] * n,
+                "name": ["x"] * n,
+                "phone": ["13800000000"] * n,
+                "birth_year": [1990] * n,
+                "gender": ["F"] * n,
+                "city_tier": [1] * n,
+                "registered_on": pa.array([date(2024, 1, 1)] * n, pa.date32()),
+                "auth_level": ["account_i"] * n,
+                "marketing_consent": [True] * n,
+                "referrer_id": pa.array([None] * n, pa.int64()),
+            },
+            schema=schema.CUSTOMERS.arrow_schema,
+        ),
+    )
+    append_arrow(
+        warehouse,
+        "cards",
+        pa.table(
+            {
+                "card_id": ids,
+                "customer_id": ids,
+                "card_type": ["debit"] * n,
+                "account_class": ["I"] * n,
+                "opened_on": pa.array([date(2024, 1, 1)] * n, pa.date32()),
+                "closed_on": pa.array([None] * n, pa.date32()),
+            },
+            schema=schema.CARDS.arrow_schema,
+        ),
+    )
     bindings, txns = [], []
     for cid, (_, binds, ages) in CASES.items():
         for bound, unbound in binds:
-            bindings.append({"binding_id": len(bindings) + 1, "customer_id": cid, "card_id": cid, "institution": "alipay",
-                             "bound_at": days_ago(bound), "unbound_at": None if unbound is None else days_ago(unbound),
-                             "bind_channel": "wallet_app", "one_click": False})
+            bindings.append(
+                {
+                    "binding_id": len(bindings) + 1,
+                    "customer_id": cid,
+                    "card_id": cid,
+                    "institution": "alipay",
+                    "bound_at": days_ago(bound),
+                    "unbound_at": None if unbound is None else days_ago(unbound),
+                    "bind_channel": "wallet_app",
+                    "one_click": False,
+                }
+            )
         for age in ages:
-            txns.append({"txn_id": len(txns) + 1, "customer_id": cid, "card_id": cid, "institution": "alipay",
-                         "amount_fen": 1000, "txn_at": days_ago(age), "merchant_category": "dining", "scene": "offline"})
-    append_arrow(warehouse, "quickpay_bindings", pa.Table.from_pylist(bindings, schema=schema.QUICKPAY_BINDINGS.arrow_schema))
+            txns.append(
+                {
+                    "txn_id": len(txns) + 1,
+                    "customer_id": cid,
+                    "card_id": cid,
+                    "institution": "alipay",
+                    "amount_fen": 1000,
+                    "txn_at": days_ago(age),
+                    "merchant_category": "dining",
+                    "scene": "offline",
+                }
+            )
+    append_arrow(
+        warehouse, "quickpay_bindings", pa.Table.from_pylist(bindings, schema=schema.QUICKPAY_BINDINGS.arrow_schema)
+    )
     append_arrow(warehouse, "transactions", pa.Table.from_pylist(txns, schema=schema.TRANSACTIONS.arrow_schema))
     return warehouse
 
@@ -85,7 +142,10 @@ def test_thresholds_are_settings(crafted) -> None:
     # given: a looser churn window (150 days) and a higher super-user bar
     th = Thresholds(at_risk_days=30, churn_days=150, super_user_txns=25, winback_days=30)
     # when
-    got = {r["customer_id"]: r["stage"] for r in build_tags(crafted, AS_OF, thresholds=th).select("customer_id", "stage").to_pyarrow().to_pylist()}
+    got = {
+        r["customer_id"]: r["stage"]
+        for r in build_tags(crafted, AS_OF, thresholds=th).select("customer_id", "stage").to_pyarrow().to_pylist()
+    }
     # then
     assert got[5] == "at_risk"  # 91 days of silence is no longer churn
     assert got[9] == "transacting"  # 21 transactions are no longer "more than 25"

@@ -32,7 +32,15 @@ def test_catalog_has_at_least_40_labelled_builtins() -> None:
     assert len(names) == len(set(names))
     for tag in CATALOG:
         assert tag.zh and tag.en and tag.description, tag.name
-    assert {t.category for t in BUILTIN_TAGS} >= {"clothing", "food", "housing", "travel", "leisure", "health", "finance"}
+    assert {t.category for t in BUILTIN_TAGS} >= {
+        "clothing",
+        "food",
+        "housing",
+        "travel",
+        "leisure",
+        "health",
+        "finance",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +63,12 @@ def insight_run(loaded_bank, tmp_path_factory):  # type: ignore[no-untyped-def]
 def test_scores_are_quintiles_and_recency_is_reversed(insight_run) -> None:
     con, *_ = insight_run
     t = store.tags_table(con)
-    rows = t.filter(t.txn_count_365d > 0).select("rfm_r", "rfm_f", "last_txn_at", "txn_count_365d").to_pyarrow().to_pylist()
+    rows = (
+        t.filter(t.txn_count_365d > 0)
+        .select("rfm_r", "rfm_f", "last_txn_at", "txn_count_365d")
+        .to_pyarrow()
+        .to_pylist()
+    )
     sizes = [sum(1 for r in rows if r["rfm_r"] == k) for k in range(1, 6)]
     assert max(sizes) - min(sizes) <= 1  # ntile: equal groups
     newest = max(rows, key=lambda r: r["last_txn_at"])

@@ -44,8 +44,15 @@ def build_tags(
     timezone: str = "Asia/Shanghai",
     thresholds: Thresholds | None = None,
     tags: Sequence[Tag] = BUILTIN_TAGS,
+    scratch: str | None = None,
 ) -> ir.Table:
-    """The wide tag table (customer_id, every tag, stage, value scores) as of the end of ``as_of``."""
+    """The wide tag table (customer_id, every tag, stage, value scores) as of the end of ``as_of``.
+
+    The value scores read the per-customer table twice (ranked among active customers, joined
+    back). Given a ``scratch`` table name, that table is written there first — so the engine
+    aggregates the transactions once — and the caller drops it after materialising the result.
+    Without it the expression stays lazy and the engine may compute the aggregation twice.
+    """
     th = thresholds or Thresholds()
     by_source: dict[str, list[Tag]] = {}
     for tag in tags:
@@ -82,4 +89,7 @@ def build_tags(
         d_ctx = context(wide, as_of, timezone, th)
         wide = wide.mutate(**{t.name: t.expr(d_ctx) for t in derived})
     wide = wide.mutate(stage=stage_expr(wide, end, th))
+    if scratch is not None:
+        con.create_table(scratch, wide, overwrite=True)
+        wide = con.table(scratch)
     return with_value_scores(wide)

@@ -85,8 +85,14 @@ def run(con: BaseBackend, settings: Settings, *, as_of: date | None = None) -> R
     day = as_of or last_data_day(con, settings.timezone)
     if day is None:
         raise LookupError("the warehouse has no transactions yet; load data first")
-    expr = build_tags(con, day, timezone=settings.timezone, thresholds=Thresholds.from_settings(settings))
-    rows = store.write_version(con, day, expr)
+    scratch = f"_tags_work_{day:%Y%m%d}"
+    try:
+        expr = build_tags(
+            con, day, timezone=settings.timezone, thresholds=Thresholds.from_settings(settings), scratch=scratch
+        )
+        rows = store.write_version(con, day, expr)
+    finally:
+        con.drop_table(scratch, force=True)
     transitions = store.record_transitions(con, day)
     pruned = store.prune(con, settings.tag_retention_days)
     return RunReport(day, rows, time.perf_counter() - started, transitions, pruned, lifecycle_distribution(con, day))

@@ -101,7 +101,13 @@ def _quintile(value: ir.Value, key: ir.Value) -> ir.IntegerValue:
 
 
 def with_value_scores(w: ir.Table) -> ir.Table:
-    """Add ``rfm_r``, ``rfm_f``, ``rfm_m``, ``rfc_c``, ``rfm_score``, ``rfm_segment``, ``value_tier``."""
+    """Add ``rfm_r``, ``rfm_f``, ``rfm_m``, ``rfc_c``, ``rfm_score``, ``rfm_segment``, ``value_tier``.
+
+    Quintiles are ranked among the active customers only and joined back: sorting only them
+    measured 1 s faster at 2M customers than one window over everyone partitioned by activity.
+    ``w`` should be materialised (see :func:`bankgrowth.insight.compute.build_tags`), or the
+    engine computes it once for each side of the join.
+    """
     active = w.filter(w.txn_count_365d > 0)
     scores = active.select(
         _cid=active.customer_id,

@@ -1,0 +1,260 @@
+"""Insight benchmark: lifecycle + RFM through bankgrowth's Ibis expressions against hand-written
+DuckDB SQL and pandas doing the same work, in the same run, on the same warehouse.
+
+    python -m benchmarks.insight [--warehouse /tmp/bankgrowth-bench/validated.duckdb] [--as-of 2026-10-31]
+
+The warehouse is the one ``python -m benchmarks.run`` loads (2M customers / 50M transactions by
+default). Each variant materialises a table of (customer_id, stage, rfm_r, rfm_f, rfm_m, rfc_c);
+the results are compared row by row. The full tag run (every tag) is timed too. Each variant runs
+in its own process so its peak memory is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import resource
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+SUBSET = (
+    "bindings_ever",
+    "bindings_live",
+    "last_txn_at",
+    "txn_count_365d",
+    "txn_amount_365d",
+    "last_txn_before_winback",
+    "first_txn_in_winback",
+    "contribution_365d",
+)
+OUT_COLUMNS = ["customer_id", "stage", "rfm_r", "rfm_f", "rfm_m", "rfc_c"]
+
+SQL = """
+CREATE OR REPLACE TABLE bench_sql AS
+WITH c AS (SELECT customer_id FROM customers WHERE registered_on <= DATE '{as_of}'),
+t AS (
+  SELECT customer_id,
+         max(txn_at) AS last_txn_at,
+         count(*) FILTER (WHERE txn_at >= TIMESTAMPTZ '{end}' - INTERVAL 365 DAY) AS n365,
+         sum(amount_fen) FILTER (WHERE txn_at >= TIMESTAMPTZ '{end}' - INTERVAL 365 DAY) AS amt365,
+         sum(amount_fen) FILTER (WHERE txn_at >= TIMESTAMPTZ '{end}' - INTERVAL 365 DAY
+                                   AND scene IN ('online', 'offline', 'withdrawal')) AS contrib365,
+         max(txn_at) FILTER (WHERE txn_at < TIMESTAMPTZ '{end}' - INTERVAL {winback} DAY) AS before_wb,
+         min(txn_at) FILTER (WHERE txn_at >= TIMESTAMPTZ '{end}' - INTERVAL {winback} DAY) AS in_wb
+  FROM transactions WHERE txn_at < TIMESTAMPTZ '{end}' GROUP BY customer_id
+),
+b AS (
+  SELECT customer_id,
+         count(*) FILTER (WHERE bound_at < TIMESTAMPTZ '{end}') AS ever,
+         count(*) FILTER (WHERE bound_at < TIMESTAMPTZ '{end}'
+                          AND (unbound_at IS NULL OR unbound_at >= TIMESTAMPTZ '{end}')) AS live
+  FROM quickpay_bindings GROUP BY customer_id
+),
+w AS (
+  SELECT c.customer_id, coalesce(b.ever, 0) AS ever, coalesce(b.live, 0) AS live, t.last_txn_at,
+         coalesce(t.n365, 0) AS n365, coalesce(t.amt365, 0) AS amt365, coalesce(t.contrib365, 0) AS contrib365,
+         t.before_wb, t.in_wb
+  FROM c LEFT JOIN t USING (customer_id) LEFT JOIN b USING (customer_id)
+),
+s AS (
+  SELECT customer_id, n365,
+    CASE
+      WHEN ever = 0 THEN 'unbound'
+      WHEN live = 0 THEN 'churned'
+      WHEN last_txn_at IS NULL THEN 'bound'
+      WHEN last_txn_at < TIMESTAMPTZ '{end}' - INTERVAL {churn} DAY THEN 'churned'
+      WHEN in_wb IS NOT NULL AND before_wb IS NOT NULL
+           AND epoch(in_wb) - epoch(before_wb) > {churn} * 86400 THEN 'won_back'
+      WHEN last_txn_at < TIMESTAMPTZ '{end}' - INTERVAL {at_risk} DAY THEN 'at_risk'
+      WHEN n365 > {super_txns} THEN 'super'
+      ELSE 'transacting'
+    END AS stage,
+    last_txn_at, amt365, contrib365
+  FROM w
+),
+r AS (
+  SELECT customer_id,
+         ntile(5) OVER (ORDER BY last_txn_at, customer_id) AS rfm_r,
+         ntile(5) OVER (ORDER BY n365, customer_id) AS rfm_f,
+         ntile(5) OVER (ORDER BY amt365, customer_id) AS rfm_m,
+         ntile(5) OVER (ORDER BY contrib365, customer_id) AS rfc_c
+  FROM s WHERE n365 > 0
+)
+SELECT s.customer_id, s.stage, r.rfm_r, r.rfm_f, r.rfm_m, r.rfc_c FROM s LEFT JOIN r USING (customer_id)
+"""
+
+
+def _run(variant: str, args: dict[str, Any], queue: Any) -> None:
+    from bankgrowth.insight.lifecycle import Thresholds
+    from bankgrowth.insight.tags import end_of_day
+
+    as_of = date.fromisoformat(args["as_of"])
+    th = Thresholds()
+    started = time.perf_counter()
+    if variant in ("ibis", "full"):
+        from bankgrowth.insight.compute import build_tags
+        from bankgrowth.insight.tags import BUILTIN_TAGS
+        from bankgrowth.warehouse import engine
+
+        con = engine.connect(f"duckdb:///{args['warehouse']}")
+        started = time.perf_counter()
+        tags = [t for t in BUILTIN_TAGS if variant == "full" or t.name in SUBSET]
+        expr = build_tags(con, as_of, tags=tags, scratch="_bench_scratch")
+        if variant == "ibis":
+            expr = expr.select(*OUT_COLUMNS)
+        con.create_table(f"bench_{variant}", expr, overwrite=True)
+        seconds = time.perf_counter() - started
+        con.drop_table("_bench_scratch", force=True)
+        con.disconnect()
+    elif variant == "sql":
+        import duckdb
+
+        con = duckdb.connect(args["warehouse"])
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET enable_progress_bar = false")
+        started = time.perf_counter()
+        con.execute(
+            SQL.format(
+                end=end_of_day(as_of, "Asia/Shanghai").isoformat(),
+                as_of=as_of.isoformat(),
+                winback=th.winback_days,
+                churn=th.churn_days,
+                at_risk=th.at_risk_days,
+                super_txns=th.super_user_txns,
+            )
+        )
+        seconds = time.perf_counter() - started
+        con.close()
+    else:  # pandas
+        import duckdb
+        import numpy as np
+        import pandas as pd
+
+        con = duckdb.connect(args["warehouse"], read_only=True)
+        tx = con.execute("SELECT customer_id, txn_at, amount_fen, scene FROM transactions").df()
+        bd = con.execute("SELECT customer_id, bound_at, unbound_at FROM quickpay_bindings").df()
+        cu = con.execute(f"SELECT customer_id FROM customers WHERE registered_on <= DATE '{as_of}'").df()
+        con.close()
+        started = time.perf_counter()  # the work, not the read
+        end = pd.Timestamp(end_of_day(as_of, "Asia/Shanghai")).tz_convert("UTC")
+        tx = tx[tx.txn_at < end]
+        in365 = tx.txn_at >= end - pd.Timedelta(days=365)
+        wb = end - pd.Timedelta(days=th.winback_days)
+        tx = tx.assign(
+            n365=in365.astype("int64"),
+            amt365=np.where(in365, tx.amount_fen, 0),
+            contrib=np.where(in365 & tx.scene.isin(["online", "offline", "withdrawal"]), tx.amount_fen, 0),
+            before=tx.txn_at.where(tx.txn_at < wb),
+            inwb=tx.txn_at.where(tx.txn_at >= wb),
+        )
+        g = tx.groupby("customer_id").agg(
+            last_txn_at=("txn_at", "max"),
+            n365=("n365", "sum"),
+            amt365=("amt365", "sum"),
+            contrib365=("contrib", "sum"),
+            before_wb=("before", "max"),
+            in_wb=("inwb", "min"),
+        )
+        live = (bd.bound_at < end) & (bd.unbound_at.isna() | (bd.unbound_at >= end))
+        b = (
+            bd.assign(ever=(bd.bound_at < end).astype("int64"), live=live.astype("int64"))
+            .groupby("customer_id")[["ever", "live"]]
+            .sum()
+        )
+        w = cu.set_index("customer_id").join(g).join(b)
+        w[["ever", "live", "n365", "amt365", "contrib365"]] = w[
+            ["ever", "live", "n365", "amt365", "contrib365"]
+        ].fillna(0)
+        day = pd.Timedelta(days=1)
+        returned = (
+            w.in_wb.notna() & w.before_wb.notna() & ((w.in_wb - w.before_wb).dt.total_seconds() > th.churn_days * 86400)
+        )
+        w["stage"] = np.select(
+            [
+                w.ever == 0,
+                w.live == 0,
+                w.last_txn_at.isna(),
+                w.last_txn_at < end - th.churn_days * day,
+                returned,
+                w.last_txn_at < end - th.at_risk_days * day,
+                w.n365 > th.super_user_txns,
+            ],
+            ["unbound", "churned", "bound", "churned", "won_back", "at_risk", "super"],
+            default="transacting",
+        )
+        active = w[w.n365 > 0].reset_index()
+        for col, src in (("rfm_r", "last_txn_at"), ("rfm_f", "n365"), ("rfm_m", "amt365"), ("rfc_c", "contrib365")):
+            order = active.sort_values([src, "customer_id"]).index
+            n = len(active)
+            ranks = np.empty(n, dtype=np.int64)
+            ranks[order] = np.arange(n)
+            # ntile(5): the first n % 5 groups get one extra row
+            size, extra = divmod(n, 5)
+            bounds = np.cumsum([size + (1 if i < extra else 0) for i in range(5)])
+            active[col] = np.searchsorted(bounds, ranks, side="right") + 1
+        result = w.reset_index()[["customer_id", "stage"]].merge(
+            active[["customer_id", "rfm_r", "rfm_f", "rfm_m", "rfc_c"]], how="left"
+        )
+        seconds = time.perf_counter() - started
+        result.to_parquet(Path(args["warehouse"]).with_name("bench_pandas.parquet"))
+    queue.put({"seconds": seconds, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+
+
+def run_variant(variant: str, args: dict[str, Any]) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_run, args=(variant, args, queue))
+    proc.start()
+    out = queue.get()
+    proc.join()
+    return out
+
+
+def _same(args: dict[str, Any]) -> dict[str, bool]:
+    import duckdb
+
+    con = duckdb.connect(args["warehouse"], read_only=True)
+    cols = ", ".join(OUT_COLUMNS)
+    pandas_file = Path(args["warehouse"]).with_name("bench_pandas.parquet")
+    checks = {
+        "ibis == sql": f"SELECT {cols} FROM bench_ibis EXCEPT SELECT {cols} FROM bench_sql",
+        "sql == ibis": f"SELECT {cols} FROM bench_sql EXCEPT SELECT {cols} FROM bench_ibis",
+        "pandas == sql": f"SELECT {cols} FROM read_parquet('{pandas_file}') EXCEPT SELECT {cols} FROM bench_sql",
+        "full run == sql": f"SELECT {cols} FROM bench_full EXCEPT SELECT {cols} FROM bench_sql",
+    }
+    out = {name: con.execute(f"SELECT count(*) FROM ({q})").fetchone()[0] == 0 for name, q in checks.items()}  # type: ignore[index]
+    con.close()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--warehouse", default="/tmp/bankgrowth-bench/validated.duckdb")
+    parser.add_argument("--as-of", default="2026-10-31")
+    parser.add_argument("--repeat", type=int, default=2, help="runs of each variant; the best is kept")
+    a = parser.parse_args()
+    args = {"warehouse": a.warehouse, "as_of": a.as_of}
+    results: dict[str, dict[str, Any]] = {}
+    for variant in ("sql", "ibis", "pandas", "full"):
+        runs = [run_variant(variant, args) for _ in range(a.repeat)]
+        results[variant] = min(runs, key=lambda r: r["seconds"])
+        print(
+            f"{variant:>6}: {results[variant]['seconds']:6.1f} s, peak memory {results[variant]['peak_rss_mib']:,.0f} MiB"
+        )
+    sql = results["sql"]["seconds"]
+    print(f"ratio ibis / hand-written SQL (lifecycle + RFM): {results['ibis']['seconds'] / sql:.2f}")
+    print(f"ratio pandas / hand-written SQL: {results['pandas']['seconds'] / sql:.2f}")
+    print(
+        f"ratio full tag run ({'all tags'}) / hand-written SQL of lifecycle + RFM: {results['full']['seconds'] / sql:.2f}"
+    )
+    same = _same(args)
+    print("identical results: " + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in same.items()))
+    Path("benchmarks/results").mkdir(parents=True, exist_ok=True)
+    Path("benchmarks/results/insight.json").write_text(json.dumps({"results": results, "identical": same}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
