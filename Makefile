@@ -15,7 +15,8 @@ test:
 	  "$$UV" run --locked pytest
 
 bench:
-	@UV="$$(scripts/bootstrap.sh | tail -n 1)" && "$$UV" run --locked python -m benchmarks.run
+	@UV="$$(scripts/bootstrap.sh | tail -n 1)" && "$$UV" run --locked python -m benchmarks.run && \
+	  "$$UV" run --locked python -m benchmarks.insight
 
 lint:
 	@UV="$$(scripts/bootstrap.sh | tail -n 1)" && "$$UV" run --locked ruff check . && \

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bankgrowth.evaluation.lifecycle import Agreement, lifecycle_agreement
 from bankgrowth.insight import service as insight_service
+from bankgrowth.insight.lifecycle import Thresholds
 from bankgrowth.measurement.kpi import BankSummary, bank_summary
 from bankgrowth.warehouse import ingest
 from bankgrowth.warehouse.simulator import SimulationConfig, simulate
@@ -32,6 +34,7 @@ class DemoResult:
     summary: BankSummary | None = None
     insight: insight_service.RunReport | None = None
     grid: insight_service.Matrix | None = None
+    agreement: Agreement | None = None  # computed stages vs the simulator's truth
 
 
 class DemoHooks:
@@ -60,4 +63,11 @@ def run_demo(
     result.summary = bank_summary(con, timezone=settings.timezone)
     result.insight = insight_service.run(con, settings)
     result.grid = insight_service.grid(con, result.insight.as_of)
+    result.agreement = lifecycle_agreement(
+        con,
+        out / "truth" / "customer_truth.parquet",
+        as_of=result.insight.as_of,
+        timezone=settings.timezone,
+        thresholds=Thresholds.from_settings(settings),
+    )
     return result

@@ -27,8 +27,10 @@ from bankgrowth import __version__
 from bankgrowth.cli import render
 from bankgrowth.config import Settings
 from bankgrowth.demo import DemoHooks, run_demo
+from bankgrowth.evaluation.lifecycle import lifecycle_agreement
 from bankgrowth.insight import service as insight_service
 from bankgrowth.insight import store as insight_store
+from bankgrowth.insight.lifecycle import Thresholds
 from bankgrowth.warehouse import engine, ingest, schema
 from bankgrowth.warehouse.docs import data_model_markdown
 from bankgrowth.warehouse.engine import WarehouseError
@@ -266,6 +268,23 @@ def insight_grid_cmd(
     with _warehouse(settings) as con:
         matrix = insight_service.grid(con, _day(as_of))
     render.matrix(console, matrix, "Customer grid 客户宫格 (stage × value tier)")
+
+
+@insight_app.command("truth-check")
+def insight_truth_check_cmd(
+    truth: Annotated[Path | None, typer.Option(help="customer_truth.parquet of the simulation.")] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Version to check (default: latest).")] = None,
+) -> None:
+    """Agreement of computed stages with a simulated bank's hidden truth (simulated data only)."""
+    settings = _settings()
+    path = truth or settings.data_dir / "simulation" / "truth" / "customer_truth.parquet"
+    if not path.exists():
+        raise _fail(f"{path}: no such file; pass --truth with the simulation's truth/customer_truth.parquet")
+    with _warehouse(settings) as con:
+        agreement = lifecycle_agreement(
+            con, path, as_of=_day(as_of), timezone=settings.timezone, thresholds=Thresholds.from_settings(settings)
+        )
+    render.agreement(console, agreement)
 
 
 @tags_app.command("list")

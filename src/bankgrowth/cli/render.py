@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bankgrowth.demo import DemoResult
+from bankgrowth.evaluation.lifecycle import Agreement
 from bankgrowth.insight.service import CustomerView, Matrix, RunReport, StageCount, TagStats
 from bankgrowth.measurement.kpi import BankSummary
 from bankgrowth.warehouse.ingest import LoadReport
@@ -141,6 +142,8 @@ def demo(console: Console, result: DemoResult) -> None:
         insight_run(console, result.insight)
     if result.grid is not None:
         matrix(console, result.grid, "Customer grid 客户宫格 (stage × value tier)")
+    if result.agreement is not None:
+        agreement(console, result.agreement)
 
 
 def _bar(share: float, width: int = 24) -> str:
@@ -275,3 +278,14 @@ def customer(console: Console, view: CustomerView) -> None:
         for k, v in view.tags.items():
             table.add_row(k, "—" if v is None else _fmt(v, view_tz) if isinstance(v, datetime) else _num(v))
         console.print(table)
+
+
+def agreement(console: Console, a: Agreement) -> None:
+    table = Table(title=f"Stages vs the simulator's truth, {a.as_of}: {a.overall:.1%} agree", title_justify="left")
+    for col, just in (("truth state", "left"), ("customers", "right"), ("agree", "right"), ("computed stages", "left")):
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    for r in a.rows:
+        table.add_row(
+            r.truth_state, _n(r.customers), f"{r.rate:.1%}", ", ".join(f"{s} {_n(n)}" for s, n in r.top_stages)
+        )
+    console.print(table)
