@@ -89,3 +89,37 @@ def test_demo_prints_the_bank_summary(tmp_path: Path) -> None:
     ):
         assert words in result.stdout
     assert "reused" in rerun.stdout and "already loaded" in rerun.stdout
+
+
+def test_insight_commands(tmp_path: Path) -> None:
+    # given: a loaded bank with two daily versions
+    assert run(["simulate", "--customers", "600", "--out", str(tmp_path / "simulation")], tmp_path).returncode == 0
+    assert run(["load", str(tmp_path / "simulation" / "bank")], tmp_path).returncode == 0
+    first = run(["insight", "run", "--as-of", "2026-10-30"], tmp_path)
+    second = run(["insight", "run"], tmp_path)
+    # when
+    lifecycle = run(["insight", "lifecycle", "--since", "2026-10-30"], tmp_path)
+    grid = run(["insight", "grid"], tmp_path)
+    listing = run(["tags", "list"], tmp_path)
+    detail = run(["tags", "show", "age_band"], tmp_path)
+    unknown = run(["tags", "show", "no_such_tag"], tmp_path)
+    truth = run(["insight", "truth-check"], tmp_path)
+    customer = run(["customer", "1"], tmp_path)
+    # then
+    assert first.returncode == second.returncode == 0, second.stderr
+    assert "insight run for 2026-10-31" in second.stdout and "stage changes" in second.stdout
+    assert "超级用户" in lifecycle.stdout and "Flows 2026-10-30" in lifecycle.stdout
+    assert "value tier" in grid.stdout and "unbound" in grid.stdout
+    assert "preferred_institution" in listing.stdout and "coverage" in listing.stdout
+    assert "26-35" in detail.stdout
+    assert unknown.returncode == 1 and "unknown tag(s): no_such_tag" in unknown.stderr
+    assert truth.returncode == 0 and "agree" in truth.stdout
+    assert customer.returncode == 0 and "****" in customer.stdout
+
+
+def test_insight_before_any_data_says_what_to_do(tmp_path: Path) -> None:
+    result = run(["insight", "grid"], tmp_path)
+    assert result.returncode == 1
+    assert "run `bankgrowth insight run`" in result.stderr and "Traceback" not in result.stderr
+    empty = run(["insight", "run"], tmp_path)
+    assert empty.returncode == 1 and "no transactions yet" in empty.stderr
