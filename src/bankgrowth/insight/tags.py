@@ -26,7 +26,7 @@ import ibis.expr.types as ir
 
 from bankgrowth.insight.lifecycle import Thresholds
 from bankgrowth.warehouse.schema import MERCHANT_CATEGORY_NEED
-from bankgrowth.warehouse.timeutil import fixed_offset
+from bankgrowth.warehouse.timeutil import local_day_number, local_hour, local_weekday
 
 Category = Literal[
     "clothing",
@@ -63,7 +63,7 @@ class Ctx:
     t: ir.Table
     as_of: date
     end: ir.TimestampScalar
-    offset: timedelta
+    timezone: str
     th: Thresholds
 
     def since(self, days: int) -> ir.TimestampScalar:
@@ -73,8 +73,14 @@ class Ctx:
         """Rows whose ``column`` falls in the ``days`` business days up to and including as-of."""
         return self.t[column] >= self.since(days)
 
-    def local(self, ts: ir.TimestampValue) -> ir.TimestampValue:
-        return ts + ibis.interval(seconds=int(self.offset.total_seconds()))
+    def day_number(self, ts: ir.TimestampValue) -> ir.IntegerValue:
+        return local_day_number(ts, self.timezone)
+
+    def hour(self, ts: ir.TimestampValue) -> ir.IntegerValue:
+        return local_hour(ts, self.timezone)
+
+    def weekday(self, ts: ir.TimestampValue) -> ir.IntegerValue:
+        return local_weekday(ts, self.timezone)
 
 
 @dataclass(frozen=True)
@@ -342,7 +348,7 @@ def _builtin() -> list[Tag]:
         "statistical",
         "int",
         "transactions",
-        lambda c: c.t.count(where=c.within("txn_at", 90) & (c.local(c.t.txn_at).date().day_of_week.index() >= 5)),
+        lambda c: c.t.count(where=c.within("txn_at", 90) & (c.weekday(c.t.txn_at) >= 5)),
         fill=0,
     )
     tag(
@@ -355,7 +361,7 @@ def _builtin() -> list[Tag]:
         "int",
         "transactions",
         lambda c: c.t.count(
-            where=c.within("txn_at", 90) & ((c.local(c.t.txn_at).hour() >= 22) | (c.local(c.t.txn_at).hour() < 6))
+            where=c.within("txn_at", 90) & ((c.hour(c.t.txn_at) >= 22) | (c.hour(c.t.txn_at) < 6))
         ),
         fill=0,
     )
@@ -380,7 +386,7 @@ def _builtin() -> list[Tag]:
         "statistical",
         "int",
         "transactions",
-        lambda c: c.local(c.t.txn_at).date().nunique(where=c.within("txn_at", 30)),
+        lambda c: c.day_number(c.t.txn_at).nunique(where=c.within("txn_at", 30)),
         fill=0,
     )
     tag(
@@ -740,4 +746,4 @@ def end_of_day(as_of: date, timezone: str) -> datetime:
 
 def context(t: ir.Table, as_of: date, timezone: str, th: Thresholds) -> Ctx:
     end = ibis.literal(end_of_day(as_of, timezone), type="timestamp('UTC')")
-    return Ctx(t=t, as_of=as_of, end=end, offset=fixed_offset(timezone), th=th)
+    return Ctx(t=t, as_of=as_of, end=end, timezone=timezone, th=th)

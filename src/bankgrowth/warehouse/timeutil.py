@@ -38,3 +38,26 @@ def local_date(ts: ir.TimestampValue, timezone: str) -> ir.DateValue:
     """The business-day date of a UTC instant, identical on every engine."""
     seconds = int(fixed_offset(timezone).total_seconds())
     return (ts + ibis.interval(seconds=seconds)).date()
+
+
+def _local_seconds(ts: ir.TimestampValue, timezone: str) -> ir.IntegerValue:
+    return ts.epoch_seconds() + int(fixed_offset(timezone).total_seconds())
+
+
+def local_day_number(ts: ir.TimestampValue, timezone: str) -> ir.IntegerValue:
+    """Business day as an integer (days since 1970-01-01 in the business zone).
+
+    Integer arithmetic on epoch seconds: on DuckDB it measured ~10x faster than extracting parts
+    of a shifted TIMESTAMPTZ, which goes through the ICU calendar for every row.
+    """
+    return (_local_seconds(ts, timezone) // 86_400).cast("int64")
+
+
+def local_hour(ts: ir.TimestampValue, timezone: str) -> ir.IntegerValue:
+    """Hour of the day, 0-23, in the business zone."""
+    return ((_local_seconds(ts, timezone) // 3_600) % 24).cast("int64")
+
+
+def local_weekday(ts: ir.TimestampValue, timezone: str) -> ir.IntegerValue:
+    """Day of the week in the business zone, Monday = 0 … Sunday = 6 (1970-01-01 was a Thursday)."""
+    return ((local_day_number(ts, timezone) + 3) % 7).cast("int64")
