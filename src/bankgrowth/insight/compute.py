@@ -29,8 +29,10 @@ def _attach(wide: ir.Table, part: ir.Table) -> ir.Table:
     return wide.left_join(part, wide.customer_id == part._cid).drop("_cid")
 
 
-def _mode(source: ir.Table, tag: Tag, ctx_for: ir.Table, as_of: date, timezone: str, th: Thresholds) -> ir.Table:
-    value, where = tag.expr(context(ctx_for, as_of, timezone, th))  # type: ignore[misc]
+def _mode(
+    source: ir.Table, tag: Tag, ctx_for: ir.Table, as_of: date, timezone: str, th: Thresholds, engine: str
+) -> ir.Table:
+    value, where = tag.expr(context(ctx_for, as_of, timezone, th, engine))  # type: ignore[misc]
     counts = source.filter(where).mutate(_key=value).group_by(["customer_id", "_key"]).aggregate(_n=ibis._.count())
     rank = ibis.row_number().over(group_by=counts.customer_id, order_by=[ibis.desc(counts._n), counts._key])
     top = counts.mutate(_rank=rank).filter(lambda t: t._rank == 0)
@@ -54,6 +56,7 @@ def build_tags(
     Without it the expression stays lazy and the engine may compute the aggregation twice.
     """
     th = thresholds or Thresholds()
+    engine = con.name
     by_source: dict[str, list[Tag]] = {}
     for tag in tags:
         by_source.setdefault(tag.source, []).append(tag)
@@ -75,11 +78,11 @@ def build_tags(
         group = by_source.get(name, [])
         if not group:
             continue
-        ctx = context(table, as_of, timezone, th)
+        ctx = context(table, as_of, timezone, th, engine)
         part = table.group_by(_cid=table.customer_id).aggregate(**{t.name: t.expr(ctx) for t in group})
         wide = _attach(wide, part)
     for tag in by_source.get("mode", []):
-        wide = _attach(wide, _mode(txns, tag, txns, as_of, timezone, th))
+        wide = _attach(wide, _mode(txns, tag, txns, as_of, timezone, th, engine))
 
     fills = {t.name: wide[t.name].fill_null(t.fill) for t in tags if t.fill is not None and t.source != "derived"}
     casts = {t.name: fills[t.name].cast(_FILL_TYPES[t.dtype]) for t in tags if t.name in fills}

@@ -65,6 +65,7 @@ class Ctx:
     end: ir.TimestampScalar
     timezone: str
     th: Thresholds
+    engine: str = ""  # the backend's name, for engine-specific spellings of the same value
 
     def since(self, days: int) -> ir.TimestampScalar:
         return self.end - ibis.interval(days=days)
@@ -74,13 +75,13 @@ class Ctx:
         return self.t[column] >= self.since(days)
 
     def day_number(self, ts: ir.TimestampValue) -> ir.IntegerValue:
-        return local_day_number(ts, self.timezone)
+        return local_day_number(ts, self.timezone, self.engine)
 
     def hour(self, ts: ir.TimestampValue) -> ir.IntegerValue:
-        return local_hour(ts, self.timezone)
+        return local_hour(ts, self.timezone, self.engine)
 
     def weekday(self, ts: ir.TimestampValue) -> ir.IntegerValue:
-        return local_weekday(ts, self.timezone)
+        return local_weekday(ts, self.timezone, self.engine)
 
 
 @dataclass(frozen=True)
@@ -360,9 +361,7 @@ def _builtin() -> list[Tag]:
         "statistical",
         "int",
         "transactions",
-        lambda c: c.t.count(
-            where=c.within("txn_at", 90) & ((c.hour(c.t.txn_at) >= 22) | (c.hour(c.t.txn_at) < 6))
-        ),
+        lambda c: c.t.count(where=c.within("txn_at", 90) & ((c.hour(c.t.txn_at) >= 22) | (c.hour(c.t.txn_at) < 6))),
         fill=0,
     )
     tag(
@@ -744,6 +743,6 @@ def end_of_day(as_of: date, timezone: str) -> datetime:
     return datetime.combine(as_of + timedelta(days=1), time(), ZoneInfo(timezone))
 
 
-def context(t: ir.Table, as_of: date, timezone: str, th: Thresholds) -> Ctx:
+def context(t: ir.Table, as_of: date, timezone: str, th: Thresholds, engine: str = "") -> Ctx:
     end = ibis.literal(end_of_day(as_of, timezone), type="timestamp('UTC')")
-    return Ctx(t=t, as_of=as_of, end=end, timezone=timezone, th=th)
+    return Ctx(t=t, as_of=as_of, end=end, timezone=timezone, th=th, engine=engine)

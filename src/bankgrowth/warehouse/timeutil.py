@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import ibis
+import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
 
@@ -40,24 +41,35 @@ def local_date(ts: ir.TimestampValue, timezone: str) -> ir.DateValue:
     return (ts + ibis.interval(seconds=seconds)).date()
 
 
-def _local_seconds(ts: ir.TimestampValue, timezone: str) -> ir.IntegerValue:
-    return ts.epoch_seconds() + int(fixed_offset(timezone).total_seconds())
+@ibis.udf.scalar.builtin(name="epoch_us")
+def _duckdb_epoch_us(ts: dt.Timestamp(timezone="UTC")) -> dt.int64:  # type: ignore[valid-type,empty-body]
+    """DuckDB's microseconds since the epoch of a TIMESTAMPTZ: no calendar involved."""
 
 
-def local_day_number(ts: ir.TimestampValue, timezone: str) -> ir.IntegerValue:
+def _local_seconds(ts: ir.TimestampValue, timezone: str, engine: str) -> ir.IntegerValue:
+    offset = int(fixed_offset(timezone).total_seconds())
+    if engine == "duckdb":
+        # Ibis compiles epoch_seconds() to EPOCH(CAST(ts AS TIMESTAMP)); that cast goes through
+        # the ICU calendar for every row and measured 16x slower than epoch_us on 50M rows.
+        return _duckdb_epoch_us(ts) // 1_000_000 + offset
+    return ts.epoch_seconds().cast("int64") + offset
+
+
+def local_day_number(ts: ir.TimestampValue, timezone: str, engine: str = "") -> ir.IntegerValue:
     """Business day as an integer (days since 1970-01-01 in the business zone).
 
-    Integer arithmetic on epoch seconds: on DuckDB it measured ~10x faster than extracting parts
-    of a shifted TIMESTAMPTZ, which goes through the ICU calendar for every row.
+    Integer arithmetic on epoch seconds rather than extracting parts of a shifted timestamp,
+    which goes through a calendar for every row. ``engine`` is the backend's name (``con.name``);
+    DuckDB gets a faster spelling of the same arithmetic.
     """
-    return (_local_seconds(ts, timezone) // 86_400).cast("int64")
+    return (_local_seconds(ts, timezone, engine) // 86_400).cast("int64")
 
 
-def local_hour(ts: ir.TimestampValue, timezone: str) -> ir.IntegerValue:
+def local_hour(ts: ir.TimestampValue, timezone: str, engine: str = "") -> ir.IntegerValue:
     """Hour of the day, 0-23, in the business zone."""
-    return ((_local_seconds(ts, timezone) // 3_600) % 24).cast("int64")
+    return ((_local_seconds(ts, timezone, engine) // 3_600) % 24).cast("int64")
 
 
-def local_weekday(ts: ir.TimestampValue, timezone: str) -> ir.IntegerValue:
+def local_weekday(ts: ir.TimestampValue, timezone: str, engine: str = "") -> ir.IntegerValue:
     """Day of the week in the business zone, Monday = 0 … Sunday = 6 (1970-01-01 was a Thursday)."""
-    return ((local_day_number(ts, timezone) + 3) % 7).cast("int64")
+    return ((local_day_number(ts, timezone, engine) + 3) % 7).cast("int64")
