@@ -7,7 +7,9 @@ executed here: the caller materialises the expression on whichever engine it cam
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import date
 from typing import TYPE_CHECKING
 
@@ -15,7 +17,7 @@ import ibis
 import ibis.expr.types as ir
 
 from bankgrowth.insight.lifecycle import Thresholds, stage_expr
-from bankgrowth.insight.tags import BUILTIN_TAGS, Tag, context
+from bankgrowth.insight.tags import BUILTIN_TAGS, TIME_COLUMN, Ctx, Tag, context
 from bankgrowth.insight.value import with_value_scores
 
 if TYPE_CHECKING:
@@ -24,19 +26,113 @@ if TYPE_CHECKING:
 _FILL_TYPES = {"int": "int64", "float": "float64", "bool": "boolean"}
 
 
-def _attach(wide: ir.Table, part: ir.Table) -> ir.Table:
+def attach(wide: ir.Table, part: ir.Table) -> ir.Table:
     """Left-join a per-customer table (keyed ``_cid``) onto the wide table."""
     return wide.left_join(part, wide.customer_id == part._cid).drop("_cid")
 
 
-def _mode(
-    source: ir.Table, tag: Tag, ctx_for: ir.Table, as_of: date, timezone: str, th: Thresholds, engine: str
-) -> ir.Table:
-    value, where = tag.expr(context(ctx_for, as_of, timezone, th, engine))  # type: ignore[misc]
-    counts = source.filter(where).mutate(_key=value).group_by(["customer_id", "_key"]).aggregate(_n=ibis._.count())
-    rank = ibis.row_number().over(group_by=counts.customer_id, order_by=[ibis.desc(counts._n), counts._key])
-    top = counts.mutate(_rank=rank).filter(lambda t: t._rank == 0)
-    return top.select(_cid=top.customer_id, **{tag.name: top._key})
+COUNTED = ("nunique", "mode")
+COUNTS_SCHEMA = ibis.schema({"tag": "string", "customer_id": "int64", "key": "string", "n": "int64"})
+
+
+def counted(tags: Sequence[Tag]) -> list[Tag]:
+    """Tags computed from per-(customer, value) counts over their window: distinct counts and modes."""
+    return [t for t in tags if t.agg is not None and t.agg.fn in COUNTED]
+
+
+def table_of(source: str) -> str:
+    return "transactions" if source == "mode" else source
+
+
+def window_counts(sources: dict[str, ir.Table], tags: Sequence[Tag], ctx: Ctx) -> ir.Table | None:
+    """(tag, customer_id, key, n): how many qualifying rows of each value each customer has in the
+    window of each counted tag. Stored, it is the state the incremental run moves day by day."""
+    parts = []
+    for tag in counted(tags):
+        agg = tag.agg
+        assert agg is not None and agg.value is not None
+        table = sources[table_of(tag.source)]
+        rows = table.filter(agg.rows(replace(ctx, t=table), TIME_COLUMN[tag.source]))
+        key = agg.value(replace(ctx, t=rows)).cast("string")
+        part = rows.group_by(customer_id=rows.customer_id, key=key).aggregate(n=ibis._.count())
+        parts.append(part.select(tag=ibis.literal(tag.name), customer_id="customer_id", key="key", n="n"))
+    if not parts:
+        return None
+    return functools.reduce(lambda a, b: a.union(b, distinct=False), parts)
+
+
+def from_counts(counts: ir.Table, tags: Sequence[Tag]) -> list[ir.Table]:
+    """Per counted tag, a table (``_cid``, tag) from :func:`window_counts`: the number of distinct
+    non-null values, or the most frequent value (ties: the smallest; NULL last)."""
+    out = []
+    for tag in counted(tags):
+        agg = tag.agg
+        assert agg is not None
+        mine = counts.filter(counts.tag == tag.name)
+        if agg.fn == "nunique":
+            out.append(mine.group_by(_cid=mine.customer_id).aggregate(**{tag.name: mine.key.count()}))
+            continue
+        rank = ibis.row_number().over(
+            group_by=mine.customer_id, order_by=[ibis.desc(mine.n), mine.key.asc(nulls_first=False)]
+        )
+        top = mine.mutate(_rank=rank).filter(lambda t: t._rank == 0)
+        out.append(top.select(_cid=top.customer_id, **{tag.name: top.key}))
+    return out
+
+
+def by_source(tags: Sequence[Tag]) -> dict[str, list[Tag]]:
+    out: dict[str, list[Tag]] = {}
+    for tag in tags:
+        out.setdefault(tag.source, []).append(tag)
+    return out
+
+
+AGGREGATE_ORDER = ("transactions", "bindings", "events", "referrals", "mode")
+
+
+def stored_columns(tags: Sequence[Tag]) -> list[str]:
+    """The non-derived tag columns in the order a run attaches them."""
+    groups = by_source(tags)
+    return [t.name for source in ("customers", *AGGREGATE_ORDER) for t in groups.get(source, [])]
+
+
+def source_tables(con: BaseBackend, customers: ir.Table, end: ir.TimestampScalar) -> dict[str, ir.Table]:
+    """The rows each aggregating source reads for a run ending at ``end``."""
+    txns = con.table("transactions")
+    events = con.table("events")
+    return {
+        "transactions": txns.filter(txns.txn_at < end),
+        "bindings": con.table("quickpay_bindings"),
+        "events": events.filter(events.event_at < end),
+        "referrals": customers.filter(customers.referrer_id.notnull()).select(customer_id=customers.referrer_id),
+    }
+
+
+def aggregate(table: ir.Table, group: Sequence[Tag], ctx: Ctx) -> ir.Table:
+    """One grouped pass computing ``group``'s tags per customer (keyed ``_cid``)."""
+    c = replace(ctx, t=table)
+    return table.group_by(_cid=table.customer_id).aggregate(**{t.name: t.value(c) for t in group})
+
+
+def customer_columns(customers: ir.Table, group: Sequence[Tag], ctx: Ctx) -> ir.Table:
+    c = replace(ctx, t=customers)
+    return customers.select("customer_id", **{t.name: t.value(c) for t in group})
+
+
+def finish(wide: ir.Table, tags: Sequence[Tag], ctx: Ctx) -> ir.Table:
+    """Fill the empty aggregates, then add the derived tags and the stage."""
+    fills = {t.name: wide[t.name].fill_null(t.fill) for t in tags if t.fill is not None and t.source != "derived"}
+    wide = wide.mutate(**{t.name: fills[t.name].cast(_FILL_TYPES[t.dtype]) for t in tags if t.name in fills})
+    derived = [t for t in tags if t.source == "derived"]
+    if derived:
+        c = replace(ctx, t=wide)
+        wide = wide.mutate(**{t.name: t.value(c) for t in derived})
+    return wide.mutate(stage=stage_expr(wide, ctx.end, ctx.th))
+
+
+def registered(con: BaseBackend, as_of: date) -> ir.Table:
+    customers = con.table("customers")
+    return customers.filter(customers.registered_on <= as_of)
 
 
 def build_tags(
@@ -47,51 +143,41 @@ def build_tags(
     thresholds: Thresholds | None = None,
     tags: Sequence[Tag] = BUILTIN_TAGS,
     scratch: str | None = None,
+    state: str | None = None,
 ) -> ir.Table:
     """The wide tag table (customer_id, every tag, stage, value scores) as of the end of ``as_of``.
+
+    Given ``state``, the per-value window counts behind the distinct-count and mode tags are
+    written to that table (the incremental run's state) and the tags are read from it.
 
     The value scores read the per-customer table twice (ranked among active customers, joined
     back). Given a ``scratch`` table name, that table is written there first — so the engine
     aggregates the transactions once — and the caller drops it after materialising the result.
     Without it the expression stays lazy and the engine may compute the aggregation twice.
     """
-    th = thresholds or Thresholds()
-    engine = con.name
-    by_source: dict[str, list[Tag]] = {}
-    for tag in tags:
-        by_source.setdefault(tag.source, []).append(tag)
-
-    customers = con.table("customers")
-    customers = customers.filter(customers.registered_on <= as_of)
-    end = context(customers, as_of, timezone, th).end
-    c_ctx = context(customers, as_of, timezone, th)
-    wide = customers.select("customer_id", **{t.name: t.expr(c_ctx) for t in by_source.get("customers", [])})
-
-    txns = con.table("transactions")
-    txns = txns.filter(txns.txn_at < end)
-    bindings = con.table("quickpay_bindings")
-    events = con.table("events")
-    events = events.filter(events.event_at < end)
-    referrals = customers.filter(customers.referrer_id.notnull()).select(customer_id=customers.referrer_id)
-    sources = {"transactions": txns, "bindings": bindings, "events": events, "referrals": referrals}
-    for name, table in sources.items():
-        group = by_source.get(name, [])
-        if not group:
-            continue
-        ctx = context(table, as_of, timezone, th, engine)
-        part = table.group_by(_cid=table.customer_id).aggregate(**{t.name: t.expr(ctx) for t in group})
-        wide = _attach(wide, part)
-    for tag in by_source.get("mode", []):
-        wide = _attach(wide, _mode(txns, tag, txns, as_of, timezone, th, engine))
-
-    fills = {t.name: wide[t.name].fill_null(t.fill) for t in tags if t.fill is not None and t.source != "derived"}
-    casts = {t.name: fills[t.name].cast(_FILL_TYPES[t.dtype]) for t in tags if t.name in fills}
-    wide = wide.mutate(**casts)
-    derived = by_source.get("derived", [])
-    if derived:
-        d_ctx = context(wide, as_of, timezone, th)
-        wide = wide.mutate(**{t.name: t.expr(d_ctx) for t in derived})
-    wide = wide.mutate(stage=stage_expr(wide, end, th))
+    groups = by_source(tags)
+    customers = registered(con, as_of)
+    ctx = context(customers, as_of, timezone, thresholds or Thresholds(), con.name)
+    wide = customer_columns(customers, groups.get("customers", []), ctx)
+    sources = source_tables(con, customers, ctx.end)
+    counts = window_counts(sources, tags, ctx)
+    if counts is not None and state is not None:
+        con.create_table(state, counts, overwrite=True)
+        counts = con.table(state)
+    by_counts = (
+        {t.name: part for t, part in zip(counted(tags), from_counts(counts, tags), strict=True)}
+        if counts is not None
+        else {}
+    )
+    for name in AGGREGATE_ORDER:
+        direct = [t for t in groups.get(name, []) if t.name not in by_counts]
+        if direct:
+            wide = attach(wide, aggregate(sources[name], direct, ctx))
+        for tag in groups.get(name, []):
+            if tag.name in by_counts:
+                wide = attach(wide, by_counts[tag.name])
+    wide = wide.select("customer_id", *stored_columns(tags))
+    wide = finish(wide, tags, ctx)
     if scratch is not None:
         con.create_table(scratch, wide, overwrite=True)
         wide = con.table(scratch)

@@ -70,10 +70,6 @@ class Ctx:
     def since(self, days: int) -> ir.TimestampScalar:
         return self.end - ibis.interval(days=days)
 
-    def within(self, column: str, days: int) -> ir.BooleanValue:
-        """Rows whose ``column`` falls in the ``days`` business days up to and including as-of."""
-        return self.t[column] >= self.since(days)
-
     def day_number(self, ts: ir.TimestampValue) -> ir.IntegerValue:
         return local_day_number(ts, self.timezone, self.engine)
 
@@ -82,6 +78,68 @@ class Ctx:
 
     def weekday(self, ts: ir.TimestampValue) -> ir.IntegerValue:
         return local_weekday(ts, self.timezone, self.engine)
+
+
+AggFn = Literal["count", "sum", "max", "min", "nunique", "mode", "days"]
+TIME_COLUMN = {"transactions": "txn_at", "events": "event_at", "mode": "txn_at"}
+"""The time column of each source whose tags are windowed aggregates."""
+
+
+@dataclass(frozen=True)
+class Agg:
+    """A per-customer aggregate over a trailing window of business days — how a transaction,
+    event or mode tag is declared.
+
+    ``fn`` of ``value`` over the rows for which ``where`` holds and whose time falls in the window:
+    the ``days`` business days ending ``lag`` days before the end of the as-of day (``days=None``:
+    all history up to there). ``days`` and ``lag`` may name a :class:`Thresholds` field. ``mode``
+    is the most frequent value (ties: the smallest); ``days`` counts the business days with a
+    qualifying row. Declared this way, the nightly run can
+    compute a tag incrementally (see :mod:`bankgrowth.insight.incremental`) as well as in full.
+    """
+
+    fn: AggFn
+    value: Callable[[Ctx], ir.Value] | None = None
+    where: Callable[[Ctx], ir.BooleanValue] | None = None
+    days: int | str | None = None
+    lag: int | str = 0
+
+    def span(self, th: Thresholds) -> tuple[int | None, int]:
+        """(days, lag) with threshold names resolved."""
+        days = getattr(th, self.days) if isinstance(self.days, str) else self.days
+        lag = getattr(th, self.lag) if isinstance(self.lag, str) else self.lag
+        return days, lag
+
+    def rows(self, c: Ctx, time_column: str) -> ir.BooleanValue:
+        """Which rows of ``c.t`` the aggregate reads (``c.t`` already holds only rows before end)."""
+        days, lag = self.span(c.th)
+        ts = c.t[time_column]
+        cond: ir.BooleanValue = ibis.literal(True)
+        if lag:
+            cond = ts < c.since(lag)
+        if days is not None:
+            cond = cond & (ts >= c.since(days + lag))
+        if self.where is not None:
+            cond = cond & self.where(c)
+        return cond
+
+    def expression(self, c: Ctx, time_column: str) -> ir.Value:
+        rows = self.rows(c, time_column)
+        if self.fn == "count":
+            return c.t.count(where=rows)
+        if self.fn == "days":
+            return c.day_number(c.t[time_column]).nunique(where=rows)
+        assert self.value is not None, f"a {self.fn} aggregate needs a value"
+        value = self.value(c)
+        if self.fn == "sum":
+            return value.sum(where=rows)  # type: ignore[attr-defined]
+        if self.fn == "max":
+            return value.max(where=rows)  # type: ignore[attr-defined]
+        if self.fn == "min":
+            return value.min(where=rows)  # type: ignore[attr-defined]
+        if self.fn == "nunique":
+            return value.nunique(where=rows)
+        raise ValueError(f"{self.fn} is not a single-pass aggregate")
 
 
 @dataclass(frozen=True)
@@ -94,28 +152,42 @@ class Tag:
     kind: Kind
     dtype: Literal["int", "float", "string", "bool", "timestamp", "date"]
     source: Source
-    expr: Callable[[Ctx], ir.Value]
+    expr: Callable[[Ctx], ir.Value] | Agg
     unit: str = ""
     refresh: str = "daily"
     fill: int | float | bool | None = None  # value for customers with no source rows (counts: 0)
 
+    @property
+    def agg(self) -> Agg | None:
+        return self.expr if isinstance(self.expr, Agg) else None
 
-def _txn_count(days: int) -> Callable[[Ctx], ir.Value]:
-    return lambda c: c.t.count(where=c.within("txn_at", days))
+    def value(self, c: Ctx) -> ir.Value:
+        """The tag's expression over ``c.t`` (an aggregate for the aggregating sources)."""
+        if isinstance(self.expr, Agg):
+            return self.expr.expression(c, TIME_COLUMN[self.source])
+        return self.expr(c)
 
 
-def _txn_amount(days: int) -> Callable[[Ctx], ir.Value]:
-    return lambda c: c.t.amount_fen.sum(where=c.within("txn_at", days))
+def _amount(c: Ctx) -> ir.Value:
+    return c.t.amount_fen
+
+
+def _txn_count(days: int) -> Agg:
+    return Agg("count", days=days)
+
+
+def _txn_amount(days: int) -> Agg:
+    return Agg("sum", _amount, days=days)
 
 
 def _need_of(category: ir.StringValue) -> ir.StringValue:
     return category.substitute(MERCHANT_CATEGORY_NEED, else_="other")
 
 
-def _spend_need(need: str) -> Callable[[Ctx], ir.Value]:
+def _spend_need(need: str) -> Agg:
     cats = [c for c, n in MERCHANT_CATEGORY_NEED.items() if n == need]
-    return lambda c: c.t.amount_fen.sum(
-        where=c.within("txn_at", 365) & c.t.merchant_category.isin(cats) & c.t.scene.isin(["online", "offline"])
+    return Agg(
+        "sum", _amount, lambda c: c.t.merchant_category.isin(cats) & c.t.scene.isin(["online", "offline"]), days=365
     )
 
 
@@ -269,7 +341,7 @@ def _builtin() -> list[Tag]:
         "statistical",
         "int",
         "transactions",
-        lambda c: c.t.count(where=(c.t.txn_at >= c.since(60)) & (c.t.txn_at < c.since(30))),
+        Agg("count", days=30, lag=30),
         fill=0,
     )
     tag(
@@ -281,7 +353,7 @@ def _builtin() -> list[Tag]:
         "statistical",
         "timestamp",
         "transactions",
-        lambda c: c.t.txn_at.max(),
+        Agg("max", lambda c: c.t.txn_at),
     )
     tag(
         "first_txn_at",
@@ -292,7 +364,7 @@ def _builtin() -> list[Tag]:
         "statistical",
         "timestamp",
         "transactions",
-        lambda c: c.t.txn_at.min(),
+        Agg("min", lambda c: c.t.txn_at),
     )
     tag(
         "last_txn_before_winback",
@@ -303,7 +375,7 @@ def _builtin() -> list[Tag]:
         "statistical",
         "timestamp",
         "transactions",
-        lambda c: c.t.txn_at.max(where=c.t.txn_at < c.since(c.th.winback_days)),
+        Agg("max", lambda c: c.t.txn_at, lag="winback_days"),
     )
     tag(
         "first_txn_in_winback",
@@ -314,7 +386,7 @@ def _builtin() -> list[Tag]:
         "statistical",
         "timestamp",
         "transactions",
-        lambda c: c.t.txn_at.min(where=c.within("txn_at", c.th.winback_days)),
+        Agg("min", lambda c: c.t.txn_at, days="winback_days"),
     )
     tag(
         "institutions_used_365d",
@@ -325,7 +397,7 @@ def _builtin() -> list[Tag]:
         "statistical",
         "int",
         "transactions",
-        lambda c: c.t.institution.nunique(where=c.within("txn_at", 365)),
+        Agg("nunique", lambda c: c.t.institution, days=365),
         fill=0,
     )
     tag(
@@ -337,7 +409,7 @@ def _builtin() -> list[Tag]:
         "statistical",
         "int",
         "transactions",
-        lambda c: c.t.amount_fen.max(where=c.within("txn_at", 365)),
+        Agg("max", _amount, days=365),
         unit="fen",
     )
     tag(
@@ -349,7 +421,7 @@ def _builtin() -> list[Tag]:
         "statistical",
         "int",
         "transactions",
-        lambda c: c.t.count(where=c.within("txn_at", 90) & (c.weekday(c.t.txn_at) >= 5)),
+        Agg("count", where=lambda c: c.weekday(c.t.txn_at) >= 5, days=90),
         fill=0,
     )
     tag(
@@ -361,7 +433,7 @@ def _builtin() -> list[Tag]:
         "statistical",
         "int",
         "transactions",
-        lambda c: c.t.count(where=c.within("txn_at", 90) & ((c.hour(c.t.txn_at) >= 22) | (c.hour(c.t.txn_at) < 6))),
+        Agg("count", where=lambda c: (c.hour(c.t.txn_at) >= 22) | (c.hour(c.t.txn_at) < 6), days=90),
         fill=0,
     )
     tag(
@@ -373,7 +445,7 @@ def _builtin() -> list[Tag]:
         "statistical",
         "int",
         "transactions",
-        lambda c: c.t.count(where=c.within("txn_at", 90) & (c.t.scene == "online")),
+        Agg("count", where=lambda c: c.t.scene == "online", days=90),
         fill=0,
     )
     tag(
@@ -385,7 +457,7 @@ def _builtin() -> list[Tag]:
         "statistical",
         "int",
         "transactions",
-        lambda c: c.day_number(c.t.txn_at).nunique(where=c.within("txn_at", 30)),
+        Agg("days", days=30),
         fill=0,
     )
     tag(
@@ -397,7 +469,7 @@ def _builtin() -> list[Tag]:
         "statistical",
         "int",
         "transactions",
-        lambda c: c.t.count(where=c.within("txn_at", 90) & (c.t.scene == "withdrawal")),
+        Agg("count", where=lambda c: c.t.scene == "withdrawal", days=90),
         fill=0,
     )
     tag(
@@ -409,7 +481,7 @@ def _builtin() -> list[Tag]:
         "statistical",
         "int",
         "transactions",
-        lambda c: c.t.amount_fen.sum(where=c.within("txn_at", 90) & (c.t.scene == "withdrawal")),
+        Agg("sum", _amount, lambda c: c.t.scene == "withdrawal", days=90),
         unit="fen",
         fill=0,
     )
@@ -422,7 +494,7 @@ def _builtin() -> list[Tag]:
         "statistical",
         "int",
         "transactions",
-        lambda c: c.t.amount_fen.sum(where=c.within("txn_at", 365) & (c.t.scene == "withdrawal")),
+        Agg("sum", _amount, lambda c: c.t.scene == "withdrawal", days=365),
         unit="fen",
         fill=0,
     )
@@ -436,9 +508,7 @@ def _builtin() -> list[Tag]:
         "statistical",
         "int",
         "transactions",
-        lambda c: c.t.amount_fen.sum(
-            where=c.within("txn_at", 365) & c.t.scene.isin(["online", "offline", "withdrawal"])
-        ),
+        Agg("sum", _amount, lambda c: c.t.scene.isin(["online", "offline", "withdrawal"]), days=365),
         unit="fen",
         fill=0,
     )
@@ -457,7 +527,7 @@ def _builtin() -> list[Tag]:
             fill=0,
         )  # type: ignore[arg-type]
     # mode tags: the expression gives (value, which rows count)
-    purchases = lambda c: c.within("txn_at", 365) & c.t.scene.isin(["online", "offline"])  # noqa: E731
+    purchases = lambda c: c.t.scene.isin(["online", "offline"])  # noqa: E731
     tag(
         "preferred_institution",
         "偏好支付机构",
@@ -467,7 +537,7 @@ def _builtin() -> list[Tag]:
         "statistical",
         "string",
         "mode",
-        lambda c: (c.t.institution, c.within("txn_at", 365)),
+        Agg("mode", lambda c: c.t.institution, days=365),
     )
     tag(
         "favourite_category",
@@ -478,7 +548,7 @@ def _builtin() -> list[Tag]:
         "statistical",
         "string",
         "mode",
-        lambda c: (c.t.merchant_category, purchases(c)),
+        Agg("mode", lambda c: c.t.merchant_category, purchases, days=365),
     )
     tag(
         "favourite_need",
@@ -489,7 +559,7 @@ def _builtin() -> list[Tag]:
         "statistical",
         "string",
         "mode",
-        lambda c: (_need_of(c.t.merchant_category), purchases(c)),
+        Agg("mode", lambda c: _need_of(c.t.merchant_category), purchases, days=365),
     )
 
     # -- bindings -------------------------------------------------------------------------------
@@ -577,7 +647,7 @@ def _builtin() -> list[Tag]:
         "statistical",
         "int",
         "events",
-        lambda c: c.t.count(where=c.within("event_at", 30) & (c.t.event_type == "login")),
+        Agg("count", where=lambda c: c.t.event_type == "login", days=30),
         fill=0,
     )
     tag(
@@ -589,7 +659,7 @@ def _builtin() -> list[Tag]:
         "statistical",
         "int",
         "events",
-        lambda c: c.t.count(where=c.within("event_at", 30)),
+        Agg("count", days=30),
         fill=0,
     )
     tag(
@@ -601,7 +671,7 @@ def _builtin() -> list[Tag]:
         "statistical",
         "int",
         "events",
-        lambda c: c.t.count(where=c.within("event_at", 90) & (c.t.event_type == "share")),
+        Agg("count", where=lambda c: c.t.event_type == "share", days=90),
         fill=0,
     )
     tag(
@@ -613,7 +683,7 @@ def _builtin() -> list[Tag]:
         "statistical",
         "int",
         "events",
-        lambda c: c.t.count(where=c.within("event_at", 30) & (c.t.event_type == "coupon_view")),
+        Agg("count", where=lambda c: c.t.event_type == "coupon_view", days=30),
         fill=0,
     )
     tag(

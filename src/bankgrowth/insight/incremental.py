@@ -1,0 +1,340 @@
+"""The incremental nightly run: today's tag version from yesterday's and the day's data.
+
+The result is identical to a full recompute (a property test checks it over random days and
+data), while the cost follows the day's data rather than the whole history. Each aggregate tag is
+declared as an :class:`~bankgrowth.insight.tags.Agg` over a window of business days; from one day
+to the next the window moves by one day, so only two days of rows matter — the day *entering* the
+window (``as_of - lag``) and the day *leaving* it (``as_of - lag - days``):
+
+- ``count``, ``sum`` and ``days``: yesterday's value + the entering day − the leaving day;
+- ``max`` / ``min`` over all history: the extreme of yesterday's value and the entering day;
+- ``max`` / ``min`` over a bounded window: the same, unless the leaving day reached yesterday's
+  extreme — those customers are recomputed from their rows in the window;
+- ``nunique`` and ``mode``: the state table of per-value window counts (tag, customer, value, n)
+  is moved by the two days (MERGE on DuckDB), and the customers whose counts changed are read
+  from it again.
+
+Binding tags are recomputed for customers who bound or unbound a card that day, referral tags for
+the referrers of the day's new customers. Profile tags, derived tags, the stage and the value
+scores are computed again for everyone from the tag table itself: they depend on the date or on
+all customers at once (quintiles), but not on the transactions.
+
+Yesterday's stored version and the counts state are only valid if nothing arrived late: the
+service (:func:`bankgrowth.insight.service.run`) compares the source row counts before
+yesterday's end with those it logged yesterday and falls back to a full run when they differ.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import date
+from typing import TYPE_CHECKING
+
+import ibis
+import ibis.expr.types as ir
+
+from bankgrowth.insight.compute import (
+    COUNTED,
+    aggregate,
+    by_source,
+    customer_columns,
+    finish,
+    from_counts,
+    registered,
+    source_tables,
+    stored_columns,
+    table_of,
+)
+from bankgrowth.insight.lifecycle import Thresholds
+from bankgrowth.insight.tags import BUILTIN_TAGS, TIME_COLUMN, Agg, Ctx, Tag, context
+from bankgrowth.insight.value import attach_scores, value_scores
+
+if TYPE_CHECKING:
+    from ibis.backends import BaseBackend
+
+STATEFUL_SOURCES = ("transactions", "events", "mode", "bindings", "referrals")
+
+
+@dataclass(frozen=True)
+class Move:
+    """How one aggregate tag moves from yesterday to today."""
+
+    tag: Tag
+    agg: Agg
+    enter: int  # the entering day, as days back from as-of
+    leave: int | None  # the leaving day; None for windows reaching back to the start of history
+
+    @property
+    def how(self) -> str:
+        """``add``, ``extreme``, ``counted`` or ``redo`` (see the module doc)."""
+        fn = self.agg.fn
+        if fn in ("count", "days") or (fn == "sum" and self.tag.fill is not None):
+            return "add"
+        if fn in COUNTED:
+            return "counted"
+        if fn in ("max", "min") and self.leave is None:
+            return "extreme"
+        # a bounded max/min, or a sum whose empty window must stay NULL (a running total cannot
+        # tell it from zero): recompute the customers the leaving day may have changed
+        return "redo"
+
+
+def moves(tags: Sequence[Tag], th: Thresholds) -> list[Move]:
+    """The moving aggregates among ``tags``; ValueError if a windowed source's tag is not an Agg."""
+    out = []
+    for tag in tags:
+        agg = tag.agg
+        if agg is None:
+            if tag.source in TIME_COLUMN:
+                raise ValueError(f"tag {tag.name} ({tag.source}) is not declared as an Agg; it needs a full run")
+            continue
+        days, lag = agg.span(th)
+        out.append(Move(tag, agg, lag, None if days is None else days + lag))
+    return out
+
+
+def _span(ts: ir.TimestampValue, ctx: Ctx, k: int) -> ir.BooleanValue:
+    """Rows of the business day ``k`` days before as-of."""
+    return (ts >= ctx.since(k + 1)) & (ts < ctx.since(k))
+
+
+def _day_rows(table: ir.Table, time_column: str, ctx: Ctx, offsets: Sequence[int]) -> ir.Table:
+    """The rows of the business days ``offsets`` (days back from as-of), labelled ``_k``."""
+    wanted = sorted(set(offsets))
+    rows = table.filter(functools.reduce(operator.or_, [_span(table[time_column], ctx, k) for k in wanted]))
+    return rows.mutate(_k=ibis.cases(*[(_span(rows[time_column], ctx, k), k) for k in wanted]))
+
+
+def _combine(fn: str, old: ir.Value, new: ir.Value) -> ir.Value:
+    better = (new > old) if fn == "max" else (new < old)  # type: ignore[operator]
+    return ibis.cases((new.isnull(), old), (old.isnull(), new), (better, new), else_=old)
+
+
+def _delta(rows: ir.Table, group: Sequence[Move], ctx: Ctx) -> ir.Table:
+    """Per customer with rows on a moving day: each moving tag's aggregate over the entering
+    (``__e``) and the leaving (``__l``) day."""
+    c = replace(ctx, t=rows)
+    aggs: dict[str, ir.Value] = {}
+    for m in group:
+        if m.how == "counted":
+            continue
+        where = m.agg.where(c) if m.agg.where is not None else ibis.literal(True)
+        for suffix, k in (("e", m.enter), ("l", m.leave)):
+            if k is None:
+                continue
+            on = where & (rows._k == k)
+            name = f"{m.tag.name}__{suffix}"
+            if m.agg.fn == "count":
+                aggs[name] = rows.count(where=on)
+            elif m.agg.fn == "days":
+                aggs[name] = ibis.ifelse(rows.count(where=on) > 0, 1, 0).cast("int64")
+            else:
+                assert m.agg.value is not None
+                result = getattr(m.agg.value(c), m.agg.fn)(where=on)
+                # NULL when no row qualifies, whatever Ibis infers from the column
+                aggs[name] = result.cast(result.type().copy(nullable=True))
+    return rows.group_by(_did=rows.customer_id).aggregate(**aggs)
+
+
+def _counts_delta(rows: ir.Table, group: Sequence[Move], ctx: Ctx) -> ir.Table | None:
+    """(tag, customer_id, key, n): the change of each window count, +1 per entering row and −1
+    per leaving row; zero changes left out."""
+    parts = []
+    for m in group:
+        if m.how != "counted":
+            continue
+        assert m.agg.value is not None
+        c = replace(ctx, t=rows)
+        qualifying = rows.filter(m.agg.where(c)) if m.agg.where is not None else rows
+        sign = ibis.cases((qualifying._k == m.enter, 1), (qualifying._k == m.leave, -1), else_=0)
+        key = m.agg.value(replace(ctx, t=qualifying)).cast("string")
+        part = qualifying.group_by(customer_id=qualifying.customer_id, key=key).aggregate(n=sign.sum())
+        parts.append(
+            part.filter(part.n != 0).select(tag=ibis.literal(m.tag.name), customer_id="customer_id", key="key", n="n")
+        )
+    if not parts:
+        return None
+    return functools.reduce(lambda a, b: a.union(b, distinct=False), parts)
+
+
+def apply_counts_delta(con: BaseBackend, state: str, delta: str) -> None:
+    """Move the counts state by a materialised delta, dropping counts that reach zero."""
+    if con.name == "duckdb":
+        con.raw_sql(  # type: ignore[attr-defined]
+            f"""
+            MERGE INTO "{state}" AS s USING "{delta}" AS d
+            ON s.tag = d.tag AND s.customer_id = d.customer_id AND s.key IS NOT DISTINCT FROM d.key
+            WHEN MATCHED AND s.n + d.n = 0 THEN DELETE
+            WHEN MATCHED THEN UPDATE SET n = s.n + d.n
+            WHEN NOT MATCHED THEN INSERT (tag, customer_id, key, n) VALUES (d.tag, d.customer_id, d.key, d.n)
+            """
+        )
+        return
+    # other engines: rewrite the table (cost follows the state's size, not the day's)
+    moved = con.table(state).union(con.table(delta), distinct=False)
+    moved = moved.group_by(["tag", "customer_id", "key"]).aggregate(n=moved.n.sum())
+    con.create_table(f"{state}__next", moved.filter(moved.n != 0), overwrite=True)
+    con.create_table(state, con.table(f"{state}__next"), overwrite=True)
+    con.drop_table(f"{state}__next", force=True)
+
+
+def _scratch(con: BaseBackend, name: str, expr: ir.Table) -> ir.Table:
+    """Materialise an intermediate table; on DuckDB a temporary one (in memory, not logged)."""
+    con.create_table(name, expr, overwrite=True, temp=con.name == "duckdb")
+    return con.table(name)
+
+
+def _attach_redo(
+    con: BaseBackend, m: Move, table: ir.Table, delta: ir.Table, previous: ir.Table, wide: ir.Table, ctx: Ctx, name: str
+) -> ir.Table:
+    """Recompute a ``redo`` tag for the customers whose leaving day may have changed it."""
+    prev = previous.select(_pid="customer_id", _prev=m.tag.name)
+    d = delta.left_join(prev, delta._did == prev._pid)
+    left = d[f"{m.tag.name}__l"]
+    if m.agg.fn in ("max", "min"):
+        reached = (left >= d._prev) if m.agg.fn == "max" else (left <= d._prev)  # type: ignore[operator]
+        flag = left.notnull() & (d._prev.isnull() | reached)
+    else:
+        flag = left.notnull()
+    who = _scratch(con, name, d.filter(flag).select(_rid=d._did))
+    flag_col, value_col = f"_in_{m.tag.name}", f"_r_{m.tag.name}"
+    if who.count().to_pyarrow().as_py() == 0:  # nothing can have changed: skip the scan
+        return wide.mutate(**{flag_col: ibis.null("boolean"), value_col: wide[f"_p_{m.tag.name}"]})
+    assert m.leave is not None
+    ts = table[TIME_COLUMN[m.tag.source]]
+    rows = table.filter(table.customer_id.isin(who._rid) & (ts >= ctx.since(m.leave)))
+    part = aggregate(rows, [m.tag], ctx).rename({value_col: m.tag.name})
+    who = who.mutate(**{flag_col: ibis.literal(True)})
+    who = who.left_join(part, who._rid == part._cid).drop("_cid")
+    return wide.left_join(who, wide.customer_id == who._rid).drop("_rid")
+
+
+def build_incremental(
+    con: BaseBackend,
+    as_of: date,
+    previous: ir.Table,
+    *,
+    state: str,
+    timezone: str = "Asia/Shanghai",
+    thresholds: Thresholds | None = None,
+    tags: Sequence[Tag] = BUILTIN_TAGS,
+    scratch: str,
+) -> ir.Table:
+    """The tag table of ``as_of`` from ``previous`` (the stored version of the day before) and
+    the counts table ``state`` (as of the day before; moved to ``as_of`` in place).
+
+    Small intermediate tables are written to ``scratch`` + suffix; :func:`scratch_tables` lists
+    them for the caller to drop after materialising the result.
+    """
+    th = thresholds or Thresholds()
+    groups = by_source(tags)
+    customers = registered(con, as_of)
+    ctx = context(customers, as_of, timezone, th, con.name)
+    sources = source_tables(con, customers, ctx.end)
+    all_moves = moves(tags, th)
+    stateful = [t for t in tags if t.source in STATEFUL_SOURCES]
+
+    # Yesterday's table is the probe side of every join (its many columns are never hashed);
+    # the day's new customers are appended to it as empty rows.
+    prev = previous.select(
+        customer_id=previous.customer_id.cast("int64"), **{f"_p_{t.name}": previous[t.name] for t in stateful}
+    )
+    new = customers.filter(customers.registered_on == as_of)
+    new = new.filter(~new.customer_id.isin(prev.customer_id)).select(customer_id=new.customer_id.cast("int64"))
+    new = new.mutate(**{c: ibis.null(prev[c].type()) for c in prev.columns if c != "customer_id"})
+    prev = prev.union(new, distinct=False)
+    profile = customer_columns(customers, groups.get("customers", []), ctx).rename(_pid="customer_id")
+    wide = prev.left_join(profile, prev.customer_id == profile._pid).drop("_pid")
+    new_values: dict[str, ir.Value] = {}
+
+    # transactions (with the mode tags) and events: move the windows by one day
+    for source in ("transactions", "events"):
+        group = [m for m in all_moves if table_of(m.tag.source) == source]
+        if not group:
+            continue
+        table = sources[source]
+        offsets = [k for m in group for k in (m.enter, m.leave) if k is not None]
+        rows_name = f"{scratch}_{source}_days"
+        rows = _scratch(con, rows_name, _day_rows(table, TIME_COLUMN[source], ctx, offsets))
+        delta_name = f"{scratch}_{source}_delta"
+        delta = _scratch(con, delta_name, _delta(rows, group, ctx))
+        wide = wide.left_join(delta, wide.customer_id == delta._did).drop("_did")
+
+        counts_delta = _counts_delta(rows, group, ctx)
+        if counts_delta is not None:
+            cd_name = f"{scratch}_{source}_counts_delta"
+            _scratch(con, cd_name, counts_delta)
+            apply_counts_delta(con, state, cd_name)
+            touched = con.table(cd_name).select(_tid="customer_id").distinct()
+            counts = con.table(state)
+            mine = counts.filter(counts.customer_id.isin(touched._tid))
+            flagged = touched.mutate(_counted=ibis.literal(True))
+            counted_moves = [m for m in group if m.how == "counted"]
+            for m, part in zip(counted_moves, from_counts(mine, [m.tag for m in counted_moves]), strict=True):
+                part = part.rename({f"_r_{m.tag.name}": m.tag.name})
+                flagged = flagged.left_join(part, flagged._tid == part._cid).drop("_cid")
+            wide = wide.left_join(flagged, wide.customer_id == flagged._tid).drop("_tid")
+
+        for m in group:
+            if m.how == "redo":
+                wide = _attach_redo(con, m, table, delta, previous, wide, ctx, f"{scratch}_{m.tag.name}_redo")
+
+        for m in group:
+            name, prev_v = m.tag.name, wide[f"_p_{m.tag.name}"]
+            if m.how == "add":
+                value = prev_v.fill_null(m.tag.fill or 0) + wide[f"{name}__e"].fill_null(0)  # type: ignore[attr-defined]
+                if m.leave is not None:
+                    value = value - wide[f"{name}__l"].fill_null(0)
+            elif m.how == "counted":
+                value = ibis.ifelse(wide._counted.notnull(), wide[f"_r_{name}"], prev_v)
+            elif m.how == "extreme":
+                value = _combine(m.agg.fn, prev_v, wide[f"{name}__e"])
+            else:
+                entered = wide[f"{name}__e"]
+                if m.agg.fn == "sum":
+                    kept = ibis.cases(
+                        (prev_v.isnull(), entered),
+                        (entered.isnull(), prev_v),
+                        else_=prev_v + entered,  # type: ignore[operator]
+                    )
+                else:
+                    kept = _combine(m.agg.fn, prev_v, entered)
+                value = ibis.ifelse(wide[f"_in_{name}"].notnull(), wide[f"_r_{name}"], kept)
+            new_values[name] = value
+    # bindings: recompute the customers whose bindings changed that day; referrals: the referrers
+    # of the day's new customers
+    bindings = sources["bindings"]
+    day_start = ctx.since(1)
+    changed = bindings.filter(
+        ((bindings.bound_at >= day_start) & (bindings.bound_at < ctx.end))
+        | ((bindings.unbound_at >= day_start) & (bindings.unbound_at < ctx.end))
+    ).select("customer_id")
+    new_referred = customers.filter((customers.registered_on == as_of) & customers.referrer_id.notnull())
+    touched = {"bindings": changed, "referrals": new_referred.select(customer_id=new_referred.referrer_id)}
+    for source, who in touched.items():
+        refresh = groups.get(source, [])
+        if not refresh:
+            continue
+        table = sources[source]
+        part = aggregate(table.filter(table.customer_id.isin(who.customer_id)), refresh, ctx)
+        part = part.rename({f"_r_{t.name}": t.name for t in refresh})
+        flag = f"_in_{source}"
+        ids = who.distinct().select(_rid="customer_id").mutate(**{flag: ibis.literal(True)})
+        redone = ids.left_join(part, ids._rid == part._cid).drop("_cid")
+        wide = wide.left_join(redone, wide.customer_id == redone._rid).drop("_rid")
+        for t in refresh:
+            new_values[t.name] = ibis.ifelse(wide[flag].notnull(), wide[f"_r_{t.name}"], wide[f"_p_{t.name}"])
+
+    wide = wide.mutate(**new_values).select("customer_id", *stored_columns(tags))
+    wide = finish(wide, tags, ctx)
+    # Rank the value scores on a narrow projection (the engine reads only the columns they need
+    # from yesterday's table) rather than materialising the wide table twice.
+    scores_name = f"{scratch}_scores"
+    return attach_scores(wide, _scratch(con, scores_name, value_scores(wide)))
+
+
+def scratch_tables(con: BaseBackend, scratch: str) -> list[str]:
+    return [t for t in con.list_tables() if t.startswith(f"{scratch}_")]
