@@ -102,12 +102,39 @@ def _run(variant: str, args: dict[str, Any], queue: Any) -> None:
         con = engine.connect(f"duckdb:///{args['warehouse']}")
         started = time.perf_counter()
         tags = [t for t in BUILTIN_TAGS if variant == "full" or t.name in SUBSET]
-        expr = build_tags(con, as_of, tags=tags, scratch="_bench_scratch")
+        # the full run writes the window-count state, as the nightly full run does
+        expr = build_tags(
+            con, as_of, tags=tags, scratch="_bench_scratch", state="_bench_state" if variant == "full" else None
+        )
         if variant == "ibis":
             expr = expr.select(*OUT_COLUMNS)
         con.create_table(f"bench_{variant}", expr, overwrite=True)
         seconds = time.perf_counter() - started
         con.drop_table("_bench_scratch", force=True)
+        con.disconnect()
+    elif variant in ("prepare", "incremental"):
+        from datetime import timedelta
+
+        from bankgrowth.insight.compute import build_tags
+        from bankgrowth.insight.incremental import build_incremental, scratch_tables
+        from bankgrowth.warehouse import engine
+
+        con = engine.connect(f"duckdb:///{args['warehouse']}")
+        seconds = 0.0
+        if variant == "prepare":  # yesterday's version and state, untimed
+            expr = build_tags(con, as_of - timedelta(days=1), scratch="_bench_scratch", state="_bench_prev_state")
+            con.create_table("bench_prev", expr, overwrite=True)
+            con.drop_table("_bench_scratch", force=True)
+        else:
+            con.create_table("_bench_inc_state", con.table("_bench_prev_state"), overwrite=True)
+            started = time.perf_counter()
+            expr = build_incremental(
+                con, as_of, con.table("bench_prev"), state="_bench_inc_state", scratch="_bench_inc"
+            )
+            con.create_table("bench_incremental", expr, overwrite=True)
+            seconds = time.perf_counter() - started
+            for name in scratch_tables(con, "_bench_inc"):
+                con.drop_table(name, force=True)
         con.disconnect()
     elif variant == "sql":
         import duckdb
@@ -225,6 +252,20 @@ def _same(args: dict[str, Any]) -> dict[str, bool]:
         "pandas == sql": f"SELECT {cols} FROM read_parquet('{pandas_file}') EXCEPT SELECT {cols} FROM bench_sql",
         "full run == sql": f"SELECT {cols} FROM bench_full EXCEPT SELECT {cols} FROM bench_sql",
     }
+    every = ", ".join(
+        c
+        for (c,) in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'bench_full' ORDER BY ordinal_position"
+        ).fetchall()
+    )
+    checks["incremental == full (all columns)"] = (
+        f"(SELECT {every} FROM bench_incremental EXCEPT ALL SELECT {every} FROM bench_full) UNION ALL "
+        f"(SELECT {every} FROM bench_full EXCEPT ALL SELECT {every} FROM bench_incremental)"
+    )
+    checks["state == full state"] = (
+        "(SELECT * FROM _bench_inc_state EXCEPT ALL SELECT * FROM _bench_state) UNION ALL "
+        "(SELECT * FROM _bench_state EXCEPT ALL SELECT * FROM _bench_inc_state)"
+    )
     out = {name: con.execute(f"SELECT count(*) FROM ({q})").fetchone()[0] == 0 for name, q in checks.items()}  # type: ignore[index]
     con.close()
     return out
@@ -238,7 +279,8 @@ def main() -> None:
     a = parser.parse_args()
     args = {"warehouse": a.warehouse, "as_of": a.as_of}
     results: dict[str, dict[str, Any]] = {}
-    for variant in ("sql", "ibis", "pandas", "full"):
+    run_variant("prepare", args)
+    for variant in ("sql", "ibis", "pandas", "full", "incremental"):
         runs = [run_variant(variant, args) for _ in range(a.repeat)]
         results[variant] = min(runs, key=lambda r: r["seconds"])
         print(
@@ -249,6 +291,9 @@ def main() -> None:
     print(f"ratio pandas / hand-written SQL: {results['pandas']['seconds'] / sql:.2f}")
     print(
         f"ratio full tag run ({'all tags'}) / hand-written SQL of lifecycle + RFM: {results['full']['seconds'] / sql:.2f}"
+    )
+    print(
+        f"ratio incremental daily run / full run: {results['incremental']['seconds'] / results['full']['seconds']:.2f}"
     )
     same = _same(args)
     print("identical results: " + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in same.items()))

@@ -232,12 +232,14 @@ def _day(value: str | None) -> date | None:
 @insight_app.command("run")
 def insight_run_cmd(
     as_of: Annotated[str | None, typer.Option("--as-of", help="Business day (default: last day with data).")] = None,
-    full: Annotated[bool, typer.Option("--full", help="Recompute from all history (the only mode so far).")] = True,
+    full: Annotated[
+        bool, typer.Option("--full", help="Recompute from all history instead of moving the day before's state.")
+    ] = False,
 ) -> None:
     """Compute tags, lifecycle stages and value scores for one day and store them as a version."""
     settings = _settings()
     with _warehouse(settings) as con:
-        report = insight_service.run(con, settings, as_of=_day(as_of))
+        report = insight_service.run(con, settings, as_of=_day(as_of), full=full)
     render.insight_run(console, report)
 
 

@@ -44,9 +44,12 @@ def table_of(source: str) -> str:
     return "transactions" if source == "mode" else source
 
 
-def window_counts(sources: dict[str, ir.Table], tags: Sequence[Tag], ctx: Ctx) -> ir.Table | None:
+def window_counts(
+    sources: dict[str, ir.Table], tags: Sequence[Tag], ctx: Ctx, customers: ir.Table | None = None
+) -> ir.Table | None:
     """(tag, customer_id, key, n): how many qualifying rows of each value each customer has in the
-    window of each counted tag. Stored, it is the state the incremental run moves day by day."""
+    window of each counted tag. Stored, it is the state the incremental run moves day by day;
+    given ``customers``, only theirs (records of customers not yet registered stay out)."""
     parts = []
     for tag in counted(tags):
         agg = tag.agg
@@ -55,6 +58,8 @@ def window_counts(sources: dict[str, ir.Table], tags: Sequence[Tag], ctx: Ctx) -
         rows = table.filter(agg.rows(replace(ctx, t=table), TIME_COLUMN[tag.source]))
         key = agg.value(replace(ctx, t=rows)).cast("string")
         part = rows.group_by(customer_id=rows.customer_id, key=key).aggregate(n=ibis._.count())
+        if customers is not None:
+            part = part.filter(part.customer_id.isin(customers.customer_id))
         parts.append(part.select(tag=ibis.literal(tag.name), customer_id="customer_id", key="key", n="n"))
     if not parts:
         return None
@@ -160,7 +165,7 @@ def build_tags(
     ctx = context(customers, as_of, timezone, thresholds or Thresholds(), con.name)
     wide = customer_columns(customers, groups.get("customers", []), ctx)
     sources = source_tables(con, customers, ctx.end)
-    counts = window_counts(sources, tags, ctx)
+    counts = window_counts(sources, tags, ctx, customers)
     if counts is not None and state is not None:
         con.create_table(state, counts, overwrite=True)
         counts = con.table(state)

@@ -37,9 +37,11 @@ import ibis
 import ibis.expr.types as ir
 
 from bankgrowth.insight.compute import (
+    AGGREGATE_ORDER,
     COUNTED,
     aggregate,
     by_source,
+    counted,
     customer_columns,
     finish,
     from_counts,
@@ -47,6 +49,7 @@ from bankgrowth.insight.compute import (
     source_tables,
     stored_columns,
     table_of,
+    window_counts,
 )
 from bankgrowth.insight.lifecycle import Thresholds
 from bankgrowth.insight.tags import BUILTIN_TAGS, TIME_COLUMN, Agg, Ctx, Tag, context
@@ -244,7 +247,8 @@ def build_incremental(
     )
     new = customers.filter(customers.registered_on == as_of)
     new = new.filter(~new.customer_id.isin(prev.customer_id)).select(customer_id=new.customer_id.cast("int64"))
-    new = new.mutate(**{c: ibis.null(prev[c].type()) for c in prev.columns if c != "customer_id"})
+    new_ids = _scratch(con, f"{scratch}_new", new)
+    new = new_ids.mutate(**{c: ibis.null(prev[c].type()) for c in prev.columns if c != "customer_id"})
     prev = prev.union(new, distinct=False)
     profile = customer_columns(customers, groups.get("customers", []), ctx).rename(_pid="customer_id")
     wide = prev.left_join(profile, prev.customer_id == profile._pid).drop("_pid")
@@ -258,7 +262,9 @@ def build_incremental(
         table = sources[source]
         offsets = [k for m in group for k in (m.enter, m.leave) if k is not None]
         rows_name = f"{scratch}_{source}_days"
-        rows = _scratch(con, rows_name, _day_rows(table, TIME_COLUMN[source], ctx, offsets))
+        # the day's new customers are computed from all their rows below, not moved
+        old_only = table.filter(~table.customer_id.isin(new_ids.customer_id))
+        rows = _scratch(con, rows_name, _day_rows(old_only, TIME_COLUMN[source], ctx, offsets))
         delta_name = f"{scratch}_{source}_delta"
         delta = _scratch(con, delta_name, _delta(rows, group, ctx))
         wide = wide.left_join(delta, wide.customer_id == delta._did).drop("_did")
@@ -327,6 +333,28 @@ def build_incremental(
         wide = wide.left_join(redone, wide.customer_id == redone._rid).drop("_rid")
         for t in refresh:
             new_values[t.name] = ibis.ifelse(wide[flag].notnull(), wide[f"_r_{t.name}"], wide[f"_p_{t.name}"])
+
+    # New customers: every stateful tag from all their rows (a bank's records may predate the
+    # registration day), and their window counts added to the state.
+    if new_ids.count().to_pyarrow().as_py() > 0:
+        theirs = {k: t.filter(t.customer_id.isin(new_ids.customer_id)) for k, t in sources.items()}
+        fresh = new_ids.select(_fid="customer_id", _in_new=ibis.literal(True))
+        their_counts = window_counts(theirs, tags, ctx)
+        parts: list[ir.Table] = []
+        if their_counts is not None:
+            con.insert(state, _scratch(con, f"{scratch}_new_counts", their_counts))
+            parts += from_counts(con.table(f"{scratch}_new_counts"), tags)
+        counted_names = {t.name for t in counted(tags)}
+        for source in AGGREGATE_ORDER:
+            direct = [t for t in groups.get(source, []) if t.name not in counted_names]
+            if direct:
+                parts.append(aggregate(theirs[table_of(source)], direct, ctx))
+        for part in parts:
+            part = part.rename({f"_f_{c}": c for c in part.columns if c != "_cid"})
+            fresh = fresh.left_join(part, fresh._fid == part._cid).drop("_cid")
+        wide = wide.left_join(fresh, wide.customer_id == fresh._fid).drop("_fid")
+        for t in stateful:
+            new_values[t.name] = ibis.ifelse(wide._in_new.notnull(), wide[f"_f_{t.name}"], new_values[t.name])
 
     wide = wide.mutate(**new_values).select("customer_id", *stored_columns(tags))
     wide = finish(wide, tags, ctx)

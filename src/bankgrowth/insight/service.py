@@ -3,9 +3,10 @@ customer view. Front ends call these; they return plain values."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -14,6 +15,7 @@ import ibis
 
 from bankgrowth.insight import store
 from bankgrowth.insight.compute import build_tags
+from bankgrowth.insight.incremental import build_incremental, scratch_tables
 from bankgrowth.insight.lifecycle import STAGE_CODES, STAGES, Thresholds
 from bankgrowth.insight.tags import BUILTIN_TAGS, Tag
 from bankgrowth.insight.value import VALUE_TIERS
@@ -61,6 +63,8 @@ class RunReport:
     transitions: int
     pruned: list[date]
     distribution: list[StageCount]
+    mode: str = "full"  # "full" or "incremental"
+    reason: str = ""  # why a full run was needed
 
 
 @dataclass(frozen=True)
@@ -79,23 +83,85 @@ def last_data_day(con: BaseBackend, timezone: str) -> date | None:
     return value
 
 
-def run(con: BaseBackend, settings: Settings, *, as_of: date | None = None) -> RunReport:
-    """Compute and store the tag version (stages and value scores included) of ``as_of``."""
+def _fingerprint(settings: Settings, tags: tuple[Tag, ...]) -> str:
+    """What the stored state depends on: the tag declarations, thresholds and business timezone."""
+    declared = [(t.name, t.source, repr(t.agg) if t.agg else t.dtype) for t in tags]
+    text = repr((declared, Thresholds.from_settings(settings), settings.timezone))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _incremental_blocker(con: BaseBackend, day: date, fingerprint: str, timezone: str) -> str:
+    """Why ``day`` cannot be computed incrementally, or "" if it can."""
+    previous = day - timedelta(days=1)
+    tables = con.list_tables()
+    if store.version_table(previous) not in tables:
+        return f"no stored version of {previous}"
+    if store.STATE not in tables:
+        return "no window-count state yet"
+    state_day = store.state_day(con)
+    if state_day != previous:
+        return f"the window-count state is as of {state_day or 'an unfinished run'}, not {previous}"
+    logged = store.logged_run(con, previous)
+    if logged is None or logged["fingerprint"] != fingerprint:
+        return "tag definitions, thresholds or timezone changed since the last run"
+    now = store.source_counts(con, previous, timezone)
+    late = [k for k, v in now.items() if logged.get(k) != v]
+    if late:
+        return f"data before {day} arrived after the last run ({', '.join(late)})"
+    return ""
+
+
+def run(
+    con: BaseBackend,
+    settings: Settings,
+    *,
+    as_of: date | None = None,
+    full: bool = False,
+    tags: tuple[Tag, ...] = BUILTIN_TAGS,
+) -> RunReport:
+    """Compute and store the tag version (stages and value scores included) of ``as_of``.
+
+    Incremental from the day before when it can be (see :mod:`bankgrowth.insight.incremental`);
+    a full recompute when asked, or when the day before was not run, its state is missing or
+    stale, the definitions changed, or older data arrived since. The report says which and why.
+    """
     started = time.perf_counter()
     day = as_of or last_data_day(con, settings.timezone)
     if day is None:
         raise LookupError("the warehouse has no transactions yet; load data first")
+    th = Thresholds.from_settings(settings)
+    fingerprint = _fingerprint(settings, tags)
+    reason = "asked for (--full)" if full else _incremental_blocker(con, day, fingerprint, settings.timezone)
     scratch = f"_tags_work_{day:%Y%m%d}"
+    store.mark_state(con, None)  # the state is in flux until this run's version is written
     try:
-        expr = build_tags(
-            con, day, timezone=settings.timezone, thresholds=Thresholds.from_settings(settings), scratch=scratch
-        )
+        if reason:
+            expr = build_tags(
+                con, day, timezone=settings.timezone, thresholds=th, tags=tags, scratch=scratch, state=store.STATE
+            )
+        else:
+            previous = store.tags_table(con, day - timedelta(days=1))
+            expr = build_incremental(
+                con,
+                day,
+                previous,
+                state=store.STATE,
+                timezone=settings.timezone,
+                thresholds=th,
+                tags=tags,
+                scratch=scratch,
+            )
         rows = store.write_version(con, day, expr)
     finally:
-        con.drop_table(scratch, force=True)
+        for name in [scratch, *scratch_tables(con, scratch)]:
+            con.drop_table(name, force=True)
+    store.mark_state(con, day)
     transitions = store.record_transitions(con, day)
     pruned = store.prune(con, settings.tag_retention_days)
-    return RunReport(day, rows, time.perf_counter() - started, transitions, pruned, lifecycle_distribution(con, day))
+    mode = "full" if reason else "incremental"
+    seconds = time.perf_counter() - started
+    store.log_run(con, day, mode, reason, fingerprint, seconds, store.source_counts(con, day, settings.timezone))
+    return RunReport(day, rows, seconds, transitions, pruned, lifecycle_distribution(con, day), mode, reason)
 
 
 def lifecycle_distribution(con: BaseBackend, as_of: date | None = None) -> list[StageCount]:

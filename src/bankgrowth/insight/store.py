@@ -9,16 +9,36 @@ as_of), which is kept for good: it is small, and it is the customers' stage hist
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import ibis
 import ibis.expr.types as ir
+
+from bankgrowth.insight.tags import end_of_day
 
 if TYPE_CHECKING:
     from ibis.backends import BaseBackend
 
 TRANSITIONS = "lifecycle_transitions"
+STATE = "tag_window_counts"  # per-(tag, customer, value) window counts: the incremental run's state
+STATE_DAY = "tag_window_counts_day"  # the as-of day the state holds; NULL while a run is moving it
+RUNS = "insight_runs"
+RUNS_SCHEMA = ibis.schema(
+    {
+        "as_of": "date",
+        "mode": "string",
+        "reason": "string",
+        "fingerprint": "string",
+        "seconds": "float64",
+        "transactions": "int64",
+        "events": "int64",
+        "bindings": "int64",
+        "unbindings": "int64",
+        "customers": "int64",
+        "ran_at": "timestamp('UTC')",
+    }
+)
 TRANSITIONS_SCHEMA = ibis.schema(
     {"customer_id": "int64", "from_stage": "string", "to_stage": "string", "as_of": "date"}
 )
@@ -87,6 +107,59 @@ def record_transitions(con: BaseBackend, as_of: date) -> int:
     con.drop_table(scratch, force=True)
     log = con.table(TRANSITIONS)
     return int(log.filter(log.as_of == as_of).count().to_pyarrow().as_py())
+
+
+def mark_state(con: BaseBackend, day: date | None) -> None:
+    """Record the as-of day the window-count state holds (None: being moved, not usable)."""
+    con.create_table(STATE_DAY, ibis.memtable({"as_of": [day]}, schema={"as_of": "date"}), overwrite=True)
+
+
+def state_day(con: BaseBackend) -> date | None:
+    if STATE_DAY not in con.list_tables():
+        return None
+    rows = con.table(STATE_DAY).to_pyarrow().to_pylist()
+    return rows[0]["as_of"] if rows else None
+
+
+def source_counts(con: BaseBackend, as_of: date, timezone: str) -> dict[str, int]:
+    """Rows of each source up to the end of ``as_of``. Logged with each run; if they differ the
+    next day, data arrived late and yesterday's state no longer describes yesterday."""
+    end = ibis.literal(end_of_day(as_of, timezone), type="timestamp('UTC')")
+    t, e, b, c = (con.table(n) for n in ("transactions", "events", "quickpay_bindings", "customers"))
+    counts = {
+        "transactions": t.filter(t.txn_at < end).count(),
+        "events": e.filter(e.event_at < end).count(),
+        "bindings": b.filter(b.bound_at < end).count(),
+        "unbindings": b.filter(b.unbound_at < end).count(),
+        "customers": c.filter(c.registered_on <= as_of).count(),
+    }
+    return {k: int(v.to_pyarrow().as_py()) for k, v in counts.items()}
+
+
+def log_run(
+    con: BaseBackend,
+    as_of: date,
+    mode: str,
+    reason: str,
+    fingerprint: str,
+    seconds: float,
+    counts: dict[str, int],
+) -> None:
+    if RUNS not in con.list_tables():
+        con.create_table(RUNS, schema=RUNS_SCHEMA)
+    row = {"as_of": as_of, "mode": mode, "reason": reason, "fingerprint": fingerprint, "seconds": seconds}
+    row |= counts
+    row["ran_at"] = datetime.now(UTC)
+    con.insert(RUNS, ibis.memtable([row], schema=RUNS_SCHEMA))
+
+
+def logged_run(con: BaseBackend, as_of: date) -> dict[str, Any] | None:
+    """The latest logged run of ``as_of``."""
+    if RUNS not in con.list_tables():
+        return None
+    runs = con.table(RUNS)
+    rows = runs.filter(runs.as_of == as_of).order_by(ibis.desc("ran_at")).limit(1).to_pyarrow().to_pylist()
+    return rows[0] if rows else None
 
 
 def prune(con: BaseBackend, keep_days: int) -> list[date]:

@@ -1,0 +1,236 @@
+"""The incremental nightly run gives exactly the full recompute, over random data and random days.
+
+Transactions, bindings and events are drawn near every window edge (7, 30, 60, 90, 365 days) and on
+exact midnights, so that the entering and leaving days of every tag are exercised; each example
+chains two incremental days after a full one and compares each with a full recompute, including
+the per-value counts state.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pyarrow as pa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bankgrowth.insight.compute import build_tags, registered, source_tables, window_counts
+from bankgrowth.insight.incremental import build_incremental, scratch_tables
+from bankgrowth.insight.lifecycle import Thresholds
+from bankgrowth.insight.tags import BUILTIN_TAGS, context
+from bankgrowth.warehouse import engine, schema
+from bankgrowth.warehouse.engine import append_arrow
+
+TZ = ZoneInfo("Asia/Shanghai")
+START = date(2026, 3, 1)  # first day computed in full; the two after it incrementally
+EDGES = [0, 1, 2, 6, 7, 8, 29, 30, 31, 32, 59, 60, 61, 62, 89, 90, 91, 92, 364, 365, 366, 367]
+
+
+def _instant(days_before_end: int, fraction: float) -> datetime:
+    end = datetime.combine(START + timedelta(days=1), datetime.min.time(), TZ)
+    return end - timedelta(days=days_before_end) + timedelta(days=fraction)
+
+
+instants = st.builds(
+    _instant,
+    st.one_of(st.sampled_from(EDGES), st.integers(-3, 420)),
+    st.sampled_from([0.0, 1e-6, 0.25, 0.5, 0.999999]),
+)
+txn = st.fixed_dictionaries(
+    {
+        "at": instants,
+        "institution": st.sampled_from(schema.INSTITUTIONS[:3]),
+        "amount_fen": st.integers(1, 50_000),
+        "merchant_category": st.sampled_from(schema.MERCHANT_CATEGORIES[:4]),
+        "scene": st.sampled_from(schema.SCENES),
+    }
+)
+customer = st.fixed_dictionaries(
+    {
+        "registered_days_ago": st.one_of(st.just(-1), st.just(0), st.integers(1, 500)),
+        "referrer": st.booleans(),
+        "bindings": st.lists(st.tuples(instants, st.one_of(st.none(), instants)), max_size=3),
+        "txns": st.lists(txn, max_size=25),
+        "events": st.lists(st.tuples(instants, st.sampled_from(["login", "share", "coupon_view"])), max_size=6),
+    }
+)
+
+
+def _load(con: object, bank: list[dict]) -> None:  # type: ignore[type-arg]
+    n = len(bank)
+    ids = list(range(1, n + 1))
+    append_arrow(
+        con,  # type: ignore[arg-type]
+        "branches",
+        pa.Table.from_pylist(
+            [
+                {
+                    "branch_id": "HQ",
+                    "parent_id": None,
+                    "level": "hq",
+                    "name_zh": "总行",
+                    "name_en": "HQ",
+                    "city": "Beijing",
+                    "city_tier": 1,
+                }
+            ],
+            schema=schema.BRANCHES.arrow_schema,
+        ),
+    )
+    customers = [
+        {
+            "customer_id": cid,
+            "branch_id": "HQ",
+            "name": "x",
+            "phone": "13800000000",
+            "birth_year": 1960 + cid,
+            "gender": "F",
+            "city_tier": 1 + cid % 5,
+            "registered_on": START + timedelta(days=1) - timedelta(days=c["registered_days_ago"] + 1),
+            "auth_level": "account_i",
+            "marketing_consent": True,
+            "referrer_id": 1 if c["referrer"] and cid > 1 else None,
+        }
+        for cid, c in zip(ids, bank, strict=True)
+    ]
+    append_arrow(con, "customers", pa.Table.from_pylist(customers, schema=schema.CUSTOMERS.arrow_schema))  # type: ignore[arg-type]
+    cards = [
+        {
+            "card_id": cid,
+            "customer_id": cid,
+            "card_type": "debit",
+            "account_class": "I",
+            "opened_on": date(2024, 1, 1),
+            "closed_on": None,
+        }
+        for cid in ids
+    ]
+    append_arrow(con, "cards", pa.Table.from_pylist(cards, schema=schema.CARDS.arrow_schema))  # type: ignore[arg-type]
+    bindings, txns, events = [], [], []
+    for cid, c in zip(ids, bank, strict=True):
+        for bound, unbound in c["bindings"]:
+            bindings.append(
+                {
+                    "binding_id": len(bindings) + 1,
+                    "customer_id": cid,
+                    "card_id": cid,
+                    "institution": schema.INSTITUTIONS[len(bindings) % 3],
+                    "bound_at": bound,
+                    "unbound_at": unbound if unbound is None or unbound > bound else None,
+                    "bind_channel": "wallet_app",
+                    "one_click": len(bindings) % 2 == 0,
+                }
+            )
+        for t in c["txns"]:
+            txns.append(
+                {
+                    "txn_id": len(txns) + 1,
+                    "customer_id": cid,
+                    "card_id": cid,
+                    "institution": t["institution"],
+                    "amount_fen": t["amount_fen"],
+                    "txn_at": t["at"],
+                    "merchant_category": t["merchant_category"],
+                    "scene": t["scene"],
+                }
+            )
+        for at, kind in c["events"]:
+            events.append(
+                {
+                    "event_id": len(events) + 1,
+                    "customer_id": cid,
+                    "event_type": kind,
+                    "channel": "app",
+                    "page": None,
+                    "event_at": at,
+                }
+            )
+    for name, rows in (("quickpay_bindings", bindings), ("transactions", txns), ("events", events)):
+        append_arrow(con, name, pa.Table.from_pylist(rows, schema=schema.TABLES[name].arrow_schema))  # type: ignore[arg-type]
+
+
+def _sorted(t: pa.Table) -> pa.Table:
+    return t.sort_by([(c, "ascending") for c in t.column_names if c in ("tag", "customer_id", "key")])
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(bank=st.lists(customer, min_size=1, max_size=8), small_thresholds=st.booleans())
+def test_incremental_equals_full(bank: list[dict], small_thresholds: bool) -> None:  # type: ignore[type-arg]
+    th = (
+        Thresholds(at_risk_days=7, churn_days=20, super_user_txns=3, winback_days=5)
+        if small_thresholds
+        else Thresholds()
+    )
+    folder = Path(tempfile.mkdtemp())
+    con = engine.connect(f"duckdb:///{folder / 'w.duckdb'}")
+    try:
+        _load(con, bank)
+        con.create_table("prev", build_tags(con, START, thresholds=th, scratch="_s", state="_state"), overwrite=True)
+        for step in (1, 2):
+            day = START + timedelta(days=step)
+            expected = build_tags(con, day, thresholds=th).order_by("customer_id").to_pyarrow()
+            got_expr = build_incremental(con, day, con.table("prev"), state="_state", thresholds=th, scratch="_inc")
+            con.create_table("prev", got_expr, overwrite=True)
+            for name in scratch_tables(con, "_inc"):
+                con.drop_table(name, force=True)
+            got = con.table("prev").order_by("customer_id").to_pyarrow()
+            assert got.column_names == expected.column_names
+            for column in expected.column_names:
+                assert got.column(column).equals(expected.column(column)), f"{column} differs on {day}"
+            customers = registered(con, day)
+            ctx = context(customers, day, "Asia/Shanghai", th, con.name)
+            full_counts = window_counts(source_tables(con, customers, ctx.end), BUILTIN_TAGS, ctx, customers)
+            assert full_counts is not None
+            assert _sorted(con.table("_state").to_pyarrow()).equals(_sorted(full_counts.to_pyarrow()))
+    finally:
+        con.disconnect()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_the_service_picks_incremental_and_falls_back_when_it_must(loaded_bank, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from bankgrowth.config import Settings
+    from bankgrowth.insight import service, store
+
+    path = tmp_path / "w.duckdb"
+    shutil.copy(loaded_bank, path)
+    con = engine.connect(f"duckdb:///{path}")
+    settings = Settings(data_dir=tmp_path)
+    try:
+        first = service.run(con, settings, as_of=date(2026, 10, 28))
+        assert first.mode == "full" and "no stored version" in first.reason
+        second = service.run(con, settings, as_of=date(2026, 10, 29))
+        assert (second.mode, second.reason) == ("incremental", "")
+        expected = build_tags(con, date(2026, 10, 29)).order_by("customer_id").to_pyarrow()
+        stored = store.tags_table(con, date(2026, 10, 29)).order_by("customer_id").to_pyarrow()
+        assert stored.equals(expected)
+
+        # a transaction of two days ago arrives late: yesterday's state no longer holds
+        late = con.table("transactions").order_by("txn_id").limit(1).to_pyarrow()
+        late = late.set_column(0, "txn_id", pa.array([10**12], pa.int64()))
+        late = late.set_column(
+            late.column_names.index("txn_at"),
+            "txn_at",
+            pa.array([_at(date(2026, 10, 27))], late.schema.field("txn_at").type),
+        )
+        append_arrow(con, "transactions", late)
+        third = service.run(con, settings, as_of=date(2026, 10, 30))
+        assert third.mode == "full" and "arrived after the last run" in third.reason
+        fourth = service.run(con, settings, as_of=date(2026, 10, 31), full=True)
+        assert fourth.mode == "full" and "--full" in fourth.reason
+
+        # a run that dies after moving the state leaves it marked unusable: the next run is full
+        store.mark_state(con, None)
+        fifth = service.run(con, settings, as_of=date(2026, 11, 1))
+        assert fifth.mode == "full" and "window-count state" in fifth.reason
+        runs = con.table(store.RUNS).order_by("ran_at").to_pyarrow().to_pylist()
+        assert [r["mode"] for r in runs] == ["full", "incremental", "full", "full", "full"]
+    finally:
+        con.disconnect()
+
+
+def _at(day: date) -> datetime:
+    return datetime.combine(day, datetime.min.time(), TZ) + timedelta(hours=12)
