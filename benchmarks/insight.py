@@ -126,10 +126,10 @@ def _run(variant: str, args: dict[str, Any], queue: Any) -> None:
             con.create_table("bench_prev", expr, overwrite=True)
             con.drop_table("_bench_scratch", force=True)
         else:
-            con.create_table("_bench_inc_state", con.table("_bench_prev_state"), overwrite=True)
+            con.create_table("_bench_state_incremental", con.table("_bench_prev_state"), overwrite=True)
             started = time.perf_counter()
             expr = build_incremental(
-                con, as_of, con.table("bench_prev"), state="_bench_inc_state", scratch="_bench_inc"
+                con, as_of, con.table("bench_prev"), state="_bench_state_incremental", scratch="_bench_inc"
             )
             con.create_table("bench_incremental", expr, overwrite=True)
             seconds = time.perf_counter() - started
@@ -263,8 +263,8 @@ def _same(args: dict[str, Any]) -> dict[str, bool]:
         f"(SELECT {every} FROM bench_full EXCEPT ALL SELECT {every} FROM bench_incremental)"
     )
     checks["state == full state"] = (
-        "(SELECT * FROM _bench_inc_state EXCEPT ALL SELECT * FROM _bench_state) UNION ALL "
-        "(SELECT * FROM _bench_state EXCEPT ALL SELECT * FROM _bench_inc_state)"
+        "(SELECT * FROM _bench_state_incremental EXCEPT ALL SELECT * FROM _bench_state) UNION ALL "
+        "(SELECT * FROM _bench_state EXCEPT ALL SELECT * FROM _bench_state_incremental)"
     )
     out = {name: con.execute(f"SELECT count(*) FROM ({q})").fetchone()[0] == 0 for name, q in checks.items()}  # type: ignore[index]
     con.close()
