@@ -44,6 +44,20 @@ def table_of(source: str) -> str:
     return "transactions" if source == "mode" else source
 
 
+def counts_by_value(rows: ir.Table, tag: Tag, ctx: Ctx, n: ir.IntegerValue | None = None) -> ir.Table:
+    """(tag, customer_id, key, n) of ``rows`` for one counted tag: the tag's value as a string
+    key, and per (customer, key) the row count — or the sum of ``n`` when given."""
+    agg = tag.agg
+    assert agg is not None and agg.value is not None
+    key = agg.value(replace(ctx, t=rows)).cast("string")
+    part = rows.group_by(customer_id=rows.customer_id, key=key).aggregate(n=ibis._.count() if n is None else n.sum())
+    return part.select(tag=ibis.literal(tag.name), customer_id="customer_id", key="key", n="n")
+
+
+def union_all(parts: Sequence[ir.Table]) -> ir.Table | None:
+    return functools.reduce(lambda a, b: a.union(b, distinct=False), parts) if parts else None
+
+
 def window_counts(
     sources: dict[str, ir.Table], tags: Sequence[Tag], ctx: Ctx, customers: ir.Table | None = None
 ) -> ir.Table | None:
@@ -52,18 +66,13 @@ def window_counts(
     given ``customers``, only theirs (records of customers not yet registered stay out)."""
     parts = []
     for tag in counted(tags):
-        agg = tag.agg
-        assert agg is not None and agg.value is not None
+        assert tag.agg is not None
         table = sources[table_of(tag.source)]
-        rows = table.filter(agg.rows(replace(ctx, t=table), TIME_COLUMN[tag.source]))
-        key = agg.value(replace(ctx, t=rows)).cast("string")
-        part = rows.group_by(customer_id=rows.customer_id, key=key).aggregate(n=ibis._.count())
+        part = counts_by_value(table.filter(tag.agg.rows(replace(ctx, t=table), TIME_COLUMN[tag.source])), tag, ctx)
         if customers is not None:
             part = part.filter(part.customer_id.isin(customers.customer_id))
-        parts.append(part.select(tag=ibis.literal(tag.name), customer_id="customer_id", key="key", n="n"))
-    if not parts:
-        return None
-    return functools.reduce(lambda a, b: a.union(b, distinct=False), parts)
+        parts.append(part)
+    return union_all(parts)
 
 
 def from_counts(counts: ir.Table, tags: Sequence[Tag]) -> list[ir.Table]:

@@ -42,6 +42,7 @@ from bankgrowth.insight.compute import (
     aggregate,
     by_source,
     counted,
+    counts_by_value,
     customer_columns,
     finish,
     from_counts,
@@ -49,6 +50,7 @@ from bankgrowth.insight.compute import (
     source_tables,
     stored_columns,
     table_of,
+    union_all,
     window_counts,
 )
 from bankgrowth.insight.lifecycle import Thresholds
@@ -57,8 +59,6 @@ from bankgrowth.insight.value import attach_scores, value_scores
 
 if TYPE_CHECKING:
     from ibis.backends import BaseBackend
-
-STATEFUL_SOURCES = ("transactions", "events", "mode", "bindings", "referrals")
 
 
 @dataclass(frozen=True)
@@ -149,18 +149,11 @@ def _counts_delta(rows: ir.Table, group: Sequence[Move], ctx: Ctx) -> ir.Table |
     for m in group:
         if m.how != "counted":
             continue
-        assert m.agg.value is not None
-        c = replace(ctx, t=rows)
-        qualifying = rows.filter(m.agg.where(c)) if m.agg.where is not None else rows
+        qualifying = rows.filter(m.agg.where(replace(ctx, t=rows))) if m.agg.where is not None else rows
         sign = ibis.cases((qualifying._k == m.enter, 1), (qualifying._k == m.leave, -1), else_=0)
-        key = m.agg.value(replace(ctx, t=qualifying)).cast("string")
-        part = qualifying.group_by(customer_id=qualifying.customer_id, key=key).aggregate(n=sign.sum())
-        parts.append(
-            part.filter(part.n != 0).select(tag=ibis.literal(m.tag.name), customer_id="customer_id", key="key", n="n")
-        )
-    if not parts:
-        return None
-    return functools.reduce(lambda a, b: a.union(b, distinct=False), parts)
+        part = counts_by_value(qualifying, m.tag, ctx, sign)
+        parts.append(part.filter(part.n != 0))
+    return union_all(parts)
 
 
 def apply_counts_delta(con: BaseBackend, state: str, delta: str) -> None:
@@ -238,7 +231,7 @@ def build_incremental(
     ctx = context(customers, as_of, timezone, th, con.name)
     sources = source_tables(con, customers, ctx.end)
     all_moves = moves(tags, th)
-    stateful = [t for t in tags if t.source in STATEFUL_SOURCES]
+    stateful = [t for t in tags if t.source in AGGREGATE_ORDER]
 
     # Yesterday's table is the probe side of every join (its many columns are never hashed);
     # the day's new customers are appended to it as empty rows.
