@@ -50,3 +50,20 @@ def spark_session():  # type: ignore[no-untyped-def]
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def insight_bank(loaded_bank: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small bank with one tag version (2026-10-31), as a DuckDB file of its own."""
+    import shutil
+    from datetime import date
+
+    from bankgrowth.config import Settings
+    from bankgrowth.insight import service
+
+    path = tmp_path_factory.mktemp("insight-bank") / "warehouse.duckdb"
+    shutil.copy(loaded_bank, path)
+    con = engine.connect(f"duckdb:///{path}")
+    service.run(con, Settings(data_dir=path.parent), as_of=date(2026, 10, 31))
+    con.disconnect()
+    return path

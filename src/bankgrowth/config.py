@@ -7,12 +7,15 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bankgrowth.warehouse.timeutil import fixed_offset
+
+DEVELOPMENT_SECRET = "development-only-secret-do-not-use-in-production"
 
 
 class Settings(BaseSettings):
@@ -45,6 +48,20 @@ class Settings(BaseSettings):
     super_user_txns: int = Field(default=20, ge=1, description="More transactions than this in 365 days: super user.")
     winback_days: int = Field(default=30, ge=1, description="A return from churn within this many days: won back.")
     tag_retention_days: int = Field(default=35, ge=1, description="Daily tag versions kept.")
+    # platform
+    mode: Literal["development", "production"] = Field(
+        default="development", description="production refuses default or short secrets."
+    )
+    secret_key: SecretStr = Field(
+        default=SecretStr(DEVELOPMENT_SECRET),
+        description="Signs pseudonyms in exports (and later callbacks). At least 32 characters in production.",
+    )
+    session_ttl_minutes: int = Field(default=480, ge=5, description="Console sessions expire after this.")
+    key_grace_hours: int = Field(default=24, ge=0, description="A rotated API key keeps working this long.")
+    max_failed_logins: int = Field(default=5, ge=1, description="Failed logins in a row before a lockout.")
+    lockout_minutes: int = Field(default=15, ge=1, description="How long a locked account stays locked.")
+    api_host: str = Field(default="127.0.0.1", description="Address `bankgrowth serve` listens on.")
+    api_port: int = Field(default=8000, ge=1, le=65535, description="Port `bankgrowth serve` listens on.")
 
     @field_validator("timezone")
     @classmethod
@@ -69,6 +86,13 @@ class Settings(BaseSettings):
             raise ValueError("at_risk_days must be smaller than churn_days")
         if not self.winback_days <= self.churn_days:
             raise ValueError("winback_days must not exceed churn_days")
+        if self.mode != "development":
+            secret = self.secret_key.get_secret_value()
+            if secret == DEVELOPMENT_SECRET or len(secret) < 32:
+                raise ValueError(
+                    f"mode={self.mode} refuses the default or a short secret: set BANKGROWTH_SECRET_KEY "
+                    "to at least 32 random characters, e.g. from `openssl rand -base64 48`"
+                )
         return self
 
     @cached_property

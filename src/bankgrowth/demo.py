@@ -13,10 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sqlalchemy.orm import Session
+
 from bankgrowth.evaluation.lifecycle import Agreement, lifecycle_agreement
 from bankgrowth.insight import service as insight_service
 from bankgrowth.insight.lifecycle import Thresholds
 from bankgrowth.measurement.kpi import BankSummary, bank_summary
+from bankgrowth.operational import db
+from bankgrowth.platform import service as platform_service
 from bankgrowth.warehouse import ingest
 from bankgrowth.warehouse.simulator import SimulationConfig, simulate
 
@@ -35,6 +39,8 @@ class DemoResult:
     insight: insight_service.RunReport | None = None
     grid: insight_service.Matrix | None = None
     agreement: Agreement | None = None  # computed stages vs the simulator's truth
+    store_revision: str | None = None  # operational store schema after `db upgrade`
+    orgs: platform_service.OrgSync | None = None
 
 
 class DemoHooks:
@@ -61,6 +67,13 @@ def run_demo(
     for path in ingest.expand_paths([out / "bank"]):
         result.loads.append(ingest.load_file(con, path, timezone=settings.timezone, progress=hooks.load_progress(path)))
     result.summary = bank_summary(con, timezone=settings.timezone)
+    with db.open_store(settings.resolved_operational_url) as engine:  # users, audit, later campaigns
+        result.store_revision = db.upgrade(engine)
+        with Session(engine, expire_on_commit=False) as session, session.begin():
+            system = platform_service.system_principal(session, source="demo")
+            result.orgs = platform_service.sync_orgs(
+                session, principal=system, rows=con.table("branches").to_pyarrow().to_pylist()
+            )
     result.insight = insight_service.run(con, settings)
     result.grid = insight_service.grid(con, result.insight.as_of)
     result.agreement = lifecycle_agreement(

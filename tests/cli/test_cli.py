@@ -123,3 +123,98 @@ def test_insight_before_any_data_says_what_to_do(tmp_path: Path) -> None:
     assert "run `bankgrowth insight run`" in result.stderr and "Traceback" not in result.stderr
     empty = run(["insight", "run"], tmp_path)
     assert empty.returncode == 1 and "no transactions yet" in empty.stderr
+
+
+def test_first_run_admin_orgs_keys_reveal_export_and_audit(tmp_path: Path) -> None:
+    # given: a small bank with a nightly run
+    assert run(["simulate", "--customers", "500", "--out", str(tmp_path / "sim")], tmp_path).returncode == 0
+    assert run(["load", str(tmp_path / "sim" / "bank")], tmp_path).returncode == 0
+    assert run(["insight", "run"], tmp_path).returncode == 0
+    # when: the first-run commands, as an operator would type them
+    admin = run(["admin", "create", "--username", "root"], tmp_path, BANKGROWTH_ADMIN_PASSWORD="first-admin-pw")
+    sync = run(["orgs", "sync"], tmp_path)
+    key = run(["keys", "create", "--app", "mobile-bank", "--channel", "app"], tmp_path)
+    rotate = run(["keys", "rotate", "1"], tmp_path)
+    revoke = run(["keys", "revoke", "1"], tmp_path)
+    masked = run(["customer", "1"], tmp_path)
+    clear = run(["customer", "1", "--reveal"], tmp_path)
+    export = run(["tags", "export", str(tmp_path / "tags.parquet"), "--pseudonymize", "--org", "B01"], tmp_path)
+    log = run(["audit", "--limit", "20"], tmp_path)
+    # then
+    for r in (admin, sync, key, rotate, revoke, masked, clear, export, log):
+        assert r.returncode == 0, r.stderr
+    assert "created administrator root" in admin.stdout and "orgs: 32 created" in sync.stdout
+    assert "key (shown once): bgk_" in key.stdout and "key (shown once): bgk_" in rotate.stdout
+    assert "****" in masked.stdout and "****" not in clear.stdout.splitlines()[0]
+    import pyarrow.parquet as pq
+
+    exported = pq.read_table(tmp_path / "tags.parquet")
+    assert "customer_id" not in exported.column_names and exported.num_rows > 0
+    for action in (
+        "users.create",
+        "orgs.sync",
+        "api_keys.create",
+        "api_keys.rotate",
+        "api_keys.revoke",
+        "customers.reveal",
+        "tags.export",
+    ):
+        assert action in log.stdout, action
+    assert log.stdout.count("customers.reveal") == 1  # the masked view is not a reveal
+
+
+def test_a_store_behind_the_code_is_one_red_line(tmp_path: Path) -> None:
+    # given: a store whose schema is at a revision the code does not have
+    import sqlite3
+
+    assert run(["db", "upgrade"], tmp_path).returncode == 0
+    with sqlite3.connect(tmp_path / "operational.sqlite") as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0000'")
+    # when
+    r = run(["keys", "list"], tmp_path)
+    # then
+    assert r.returncode == 1 and "bankgrowth db upgrade" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_serve_answers_health_and_login(tmp_path: Path) -> None:
+    import socket
+    import time
+
+    import httpx
+
+    # given
+    env = {**os.environ, "BANKGROWTH_DATA_DIR": str(tmp_path), "BANKGROWTH_ADMIN_PASSWORD": "first-admin-pw"}
+    assert (
+        run(["admin", "create", "--username", "root"], tmp_path, BANKGROWTH_ADMIN_PASSWORD="first-admin-pw").returncode
+        == 0
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bankgrowth", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                health = httpx.get(f"{base}/health")
+                break
+            except httpx.ConnectError:
+                time.sleep(0.1)
+        # when
+        login = httpx.post(f"{base}/api/v1/auth/login", json={"username": "root", "password": "first-admin-pw"})
+        me = httpx.get(f"{base}/api/v1/auth/me", headers={"Authorization": f"Bearer {login.json()['token']}"})
+        docs = httpx.get(f"{base}/openapi.json")
+    finally:
+        server.terminate()
+        _, err = server.communicate(timeout=20)
+    # then
+    assert health.json()["status"] == "ok"
+    assert me.json()["roles"] == ["admin"] and me.json()["org_id"] == "HQ"
+    assert "/api/v1/users" in docs.json()["paths"]
+    assert '"route": "/api/v1/auth/me"' in err  # JSON request log lines

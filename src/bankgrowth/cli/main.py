@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from ibis.backends import BaseBackend
-from pydantic import ValidationError
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -22,18 +17,18 @@ from rich.progress import (
     TextColumn,
     TimeRemainingColumn,
 )
+from sqlalchemy.orm import Session
 
 from bankgrowth import __version__
-from bankgrowth.cli import render
-from bankgrowth.config import Settings
+from bankgrowth.cli import common, ops, render
 from bankgrowth.demo import DemoHooks, run_demo
 from bankgrowth.evaluation.lifecycle import lifecycle_agreement
+from bankgrowth.insight import flows as insight_flows
 from bankgrowth.insight import service as insight_service
 from bankgrowth.insight import store as insight_store
 from bankgrowth.insight.lifecycle import Thresholds
-from bankgrowth.warehouse import engine, ingest, schema
+from bankgrowth.warehouse import ingest, schema
 from bankgrowth.warehouse.docs import data_model_markdown
-from bankgrowth.warehouse.engine import WarehouseError
 from bankgrowth.warehouse.ingest import IngestFileError
 from bankgrowth.warehouse.simulator import SimulationConfig, simulate
 from bankgrowth.warehouse.status import warehouse_status
@@ -50,34 +45,18 @@ insight_app = typer.Typer(help="Lifecycle stages, value scores and the nightly t
 app.add_typer(insight_app, name="insight")
 tags_app = typer.Typer(help="The tag catalog.", no_args_is_help=True)
 app.add_typer(tags_app, name="tags")
-console = Console()
-if not console.is_terminal and "COLUMNS" not in os.environ:
-    console.width = 120  # logs and pipes: wide enough for the summary tables
-err_console = Console(stderr=True)
-
-KNOWN_ERRORS = (IngestFileError, WarehouseError, ValueError, ValidationError, FileNotFoundError, LookupError)
-
-
-def _fail(message: str) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code=1)
-
-
-def _settings() -> Settings:
-    try:
-        return Settings()
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise _fail(f"configuration: BANKGROWTH_{str(first['loc'][0]).upper()}: {first['msg']}") from None
-
-
-@contextmanager
-def _warehouse(settings: Settings) -> Iterator[BaseBackend]:
-    try:
-        with engine.open_warehouse(settings) as con:
-            yield con
-    except WarehouseError as exc:
-        raise _fail(str(exc)) from None
+app.add_typer(ops.db_app, name="db")
+app.add_typer(ops.admin_app, name="admin")
+app.add_typer(ops.orgs_app, name="orgs")
+app.add_typer(ops.keys_app, name="keys")
+app.command("audit")(ops.audit_cmd)
+app.command("serve")(ops.serve_cmd)
+console = common.console
+err_console = common.err_console
+_fail = common.fail
+_settings = common.settings
+_warehouse = common.warehouse
+KNOWN_ERRORS = common.KNOWN_ERRORS
 
 
 def _progress() -> Progress:
@@ -312,14 +291,58 @@ def tags_show_cmd(
     render.tag_detail(console, stats)
 
 
+@tags_app.command("export")
+def tags_export_cmd(
+    out: Annotated[Path, typer.Argument(help="File to write: .parquet or .csv.")],
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Version (default: latest).")] = None,
+    columns: Annotated[str | None, typer.Option(help="Comma-separated tags (default: all).")] = None,
+    pseudonymize: Annotated[
+        bool, typer.Option("--pseudonymize", help="Replace customer_id by a keyed pseudonym (customer_key).")
+    ] = False,
+    org: ops.Org = None,
+) -> None:
+    """Export a tag version for analysis; the export is audited."""
+    settings = _settings()
+    with (
+        _warehouse(settings) as con,
+        common.store(settings) as eng,
+        Session(eng, expire_on_commit=False) as session,
+        session.begin(),
+    ):
+        rows = insight_flows.export_tags(
+            session,
+            con,
+            principal=common.principal(session, org),
+            path=out,
+            as_of=_day(as_of),
+            columns=[c.strip() for c in columns.split(",")] if columns else None,
+            pseudonymize_with=settings.secret_key.get_secret_value() if pseudonymize else None,
+        )
+    console.print(f"wrote {rows:,} rows to {out}" + (" (customer ids pseudonymized)" if pseudonymize else ""))
+
+
 @app.command("customer")
 def customer_cmd(
     customer_id: Annotated[int, typer.Argument(help="Customer id.")],
+    reveal: Annotated[bool, typer.Option("--reveal", help="Show personal data in clear (audited).")] = False,
+    org: ops.Org = None,
 ) -> None:
     """One customer's view: profile (masked), stage history, tags, bindings, recent transactions."""
     settings = _settings()
-    with _warehouse(settings) as con:
-        view = insight_service.customer_view(con, customer_id, timezone=settings.timezone)
+    with (
+        _warehouse(settings) as con,
+        common.store(settings) as eng,
+        Session(eng, expire_on_commit=False) as session,
+        session.begin(),
+    ):
+        view = insight_flows.customer_view(
+            session,
+            con,
+            principal=common.principal(session, org),
+            customer_id=customer_id,
+            reveal=reveal,
+            timezone=settings.timezone,
+        )
     render.customer(console, view)
 
 

@@ -138,6 +138,13 @@ def demo(console: Console, result: DemoResult) -> None:
         load_report(console, report, show=5)
     if result.summary is not None:
         bank_summary(console, result.summary)
+    if result.orgs is not None:
+        o = result.orgs
+        console.print(
+            f"operational store at schema {result.store_revision}; org tree: {len(o.created)} created, "
+            f"{len(o.updated)} updated, {o.unchanged} unchanged. Next: `bankgrowth admin create --username admin`, "
+            "then `bankgrowth serve` (API docs at /docs)."
+        )
     if result.insight is not None:
         insight_run(console, result.insight)
     if result.grid is not None:
@@ -290,4 +297,17 @@ def agreement(console: Console, a: Agreement) -> None:
         table.add_row(
             r.truth_state, _n(r.customers), f"{r.rate:.1%}", ", ".join(f"{s} {_n(n)}" for s, n in r.top_stages)
         )
+    console.print(table)
+
+
+def records(console: Console, title: str, rows: list[dict[str, Any]], tz: tzinfo) -> None:
+    """A plain table of records (orgs, keys, audit entries), datetimes in the business timezone."""
+    if not rows:
+        console.print(f"{title}: none")
+        return
+    table = Table(title=title, title_justify="left")
+    for column in rows[0]:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(_fmt(v, tz) if v is not None else "" for v in row.values()))
     console.print(table)

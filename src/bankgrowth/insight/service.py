@@ -13,13 +13,15 @@ from zoneinfo import ZoneInfo
 
 import ibis
 
+from bankgrowth.errors import NotFound
 from bankgrowth.insight import store
 from bankgrowth.insight.compute import build_tags
 from bankgrowth.insight.incremental import build_incremental, scratch_tables
 from bankgrowth.insight.lifecycle import STAGE_CODES, STAGES, Thresholds
 from bankgrowth.insight.tags import BUILTIN_TAGS, Tag
 from bankgrowth.insight.value import VALUE_TIERS
-from bankgrowth.platform.privacy import mask_name, mask_phone
+from bankgrowth.platform.access import Scope
+from bankgrowth.platform.privacy import mask_row
 from bankgrowth.warehouse.timeutil import local_date
 
 if TYPE_CHECKING:
@@ -164,8 +166,19 @@ def run(
     return RunReport(day, rows, seconds, transitions, pruned, lifecycle_distribution(con, day), mode, reason)
 
 
-def lifecycle_distribution(con: BaseBackend, as_of: date | None = None) -> list[StageCount]:
-    t = store.tags_table(con, as_of)
+def scoped(con: BaseBackend, t: ibis.Table, scope: Scope | None) -> ibis.Table:
+    """Only the rows of customers owned by an org in ``scope`` (everything at HQ)."""
+    if scope is None or scope.org_ids is None:
+        return t
+    c = con.table("customers")
+    owned = c.filter(c.branch_id.isin(sorted(scope.org_ids))).select(_owned="customer_id")
+    return t.semi_join(owned, t.customer_id == owned._owned)
+
+
+def lifecycle_distribution(
+    con: BaseBackend, as_of: date | None = None, *, scope: Scope | None = None
+) -> list[StageCount]:
+    t = scoped(con, store.tags_table(con, as_of), scope)
     counts = dict(_pairs(t, "stage"))
     total = sum(counts.values()) or 1
     return [StageCount(s.code, s.zh, s.en, counts.get(s.code, 0), counts.get(s.code, 0) / total) for s in STAGES]
@@ -188,10 +201,10 @@ class Matrix:
         return sum(self.counts.values())
 
 
-def transition_matrix(con: BaseBackend, start: date, end: date) -> Matrix:
+def transition_matrix(con: BaseBackend, start: date, end: date, *, scope: Scope | None = None) -> Matrix:
     """Stage on ``start`` (rows) × stage on ``end`` (columns); both days need a stored version."""
     a = store.tags_table(con, start).select(_cid="customer_id", _from="stage")
-    b = store.tags_table(con, end).select("customer_id", _to="stage")
+    b = scoped(con, store.tags_table(con, end), scope).select("customer_id", _to="stage")
     j = b.left_join(a, b.customer_id == a._cid)
     j = j.mutate(_from=j._from.fill_null("new"))
     rows = j.group_by(["_from", "_to"]).aggregate(n=j.count()).to_pyarrow().to_pylist()
@@ -200,9 +213,9 @@ def transition_matrix(con: BaseBackend, start: date, end: date) -> Matrix:
     return Matrix(row_labels, STAGE_CODES, counts)
 
 
-def grid(con: BaseBackend, as_of: date | None = None) -> Matrix:
+def grid(con: BaseBackend, as_of: date | None = None, *, scope: Scope | None = None) -> Matrix:
     """The customer grid (宫格): lifecycle stage × value tier."""
-    t = store.tags_table(con, as_of)
+    t = scoped(con, store.tags_table(con, as_of), scope)
     rows = t.group_by(["stage", "value_tier"]).aggregate(n=t.count()).to_pyarrow().to_pylist()
     return Matrix(STAGE_CODES, VALUE_TIERS, {(r["stage"], r["value_tier"]): int(r["n"]) for r in rows})
 
@@ -217,13 +230,20 @@ class TagStats:
     top: list[tuple[Any, int]] = field(default_factory=list)  # most common values — categorical tags
 
 
-def catalog(con: BaseBackend, as_of: date | None = None, *, names: list[str] | None = None) -> list[TagStats]:
+def catalog(
+    con: BaseBackend, as_of: date | None = None, *, names: list[str] | None = None, scope: Scope | None = None
+) -> list[TagStats]:
     """Coverage and distribution of every tag (or of ``names``) in a stored version."""
-    t = store.tags_table(con, as_of)
+    t = scoped(con, store.tags_table(con, as_of), scope)
     wanted = [tag for tag in CATALOG if names is None or tag.name in names]
     unknown = set(names or []) - {tag.name for tag in wanted}
     if unknown:
-        raise LookupError(f"unknown tag(s): {', '.join(sorted(unknown))}; see `bankgrowth tags list`")
+        listed = ", ".join(sorted(unknown))
+        raise NotFound(
+            f"unknown tag(s): {listed}; see `bankgrowth tags list`",
+            f"没有标签：{listed}；可用 `bankgrowth tags list` 查看",
+            code="unknown_tag",
+        )
     aggs: dict[str, Any] = {"_rows": t.count()}
     for tag in wanted:
         col = t[tag.name]
@@ -268,17 +288,22 @@ class CustomerView:
 
 
 def customer_view(
-    con: BaseBackend, customer_id: int, *, timezone: str = "Asia/Shanghai", reveal: bool = False, recent: int = 20
+    con: BaseBackend,
+    customer_id: int,
+    *,
+    timezone: str = "Asia/Shanghai",
+    reveal: bool = False,
+    recent: int = 20,
+    scope: Scope | None = None,
 ) -> CustomerView:
-    """One customer's 360 view; personal data masked unless ``reveal``."""
+    """One customer's 360 view; personal data masked unless ``reveal``. A customer outside
+    ``scope`` is not found. Whether the caller may reveal (and the audit of it) is the caller's:
+    see ``platform.flows.customer_view``."""
     customers = con.table("customers")
     found = customers.filter(customers.customer_id == customer_id).to_pyarrow().to_pylist()
-    if not found:
-        raise LookupError(f"no customer {customer_id}")
-    profile = found[0]
-    if not reveal:
-        profile["name"] = mask_name(profile["name"])
-        profile["phone"] = mask_phone(profile["phone"])
+    if not found or (scope is not None and not scope.allows(found[0]["branch_id"])):
+        raise NotFound(f"no customer {customer_id}", f"没有客户 {customer_id}", details={"customer_id": customer_id})
+    profile = found[0] if reveal else mask_row(found[0])
     day = store.latest(con)
     tags: dict[str, Any] = {}
     if day is not None:
@@ -305,3 +330,21 @@ def customer_view(
     for r in recent_rows:
         r["amount_yuan"] = Decimal(r.pop("amount_fen")) / 100
     return CustomerView(customer_id, profile, tags, day, history, bindings, recent_rows, ZoneInfo(timezone))
+
+
+CHANNEL_FIELDS = ("stage", "value_tier", "rfm_segment", "preferred_institution")
+
+
+def channel_profile(con: BaseBackend, customer_id: int, *, scope: Scope | None = None) -> dict[str, Any]:
+    """What a channel application may know to personalise a page: stage and value, no personal data."""
+    customers = con.table("customers")
+    found = customers.filter(customers.customer_id == customer_id).select("branch_id").to_pyarrow().to_pylist()
+    if not found or (scope is not None and not scope.allows(found[0]["branch_id"])):
+        raise NotFound(f"no customer {customer_id}", f"没有客户 {customer_id}", details={"customer_id": customer_id})
+    day = store.latest(con)
+    row: dict[str, Any] = {}
+    if day is not None:
+        t = store.tags_table(con, day)
+        rows = t.filter(t.customer_id == customer_id).select(*CHANNEL_FIELDS).to_pyarrow().to_pylist()
+        row = rows[0] if rows else {}
+    return {"customer_id": customer_id, "as_of": day, **{k: row.get(k) for k in CHANNEL_FIELDS}}

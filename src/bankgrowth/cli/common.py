@@ -1,0 +1,86 @@
+"""What every command shares: the consoles, settings, stores, the caller, and one-line errors."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+from ibis.backends import BaseBackend
+from pydantic import ValidationError
+from rich.console import Console
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from bankgrowth.config import Settings
+from bankgrowth.errors import BankgrowthError
+from bankgrowth.operational import db
+from bankgrowth.platform import service as platform_service
+from bankgrowth.platform.access import Principal
+from bankgrowth.warehouse import engine
+from bankgrowth.warehouse.engine import WarehouseError
+from bankgrowth.warehouse.ingest import IngestFileError
+
+console = Console()
+if not console.is_terminal and "COLUMNS" not in os.environ:
+    console.width = 120  # logs and pipes: wide enough for the summary tables
+err_console = Console(stderr=True)
+
+KNOWN_ERRORS = (
+    IngestFileError,
+    WarehouseError,
+    BankgrowthError,
+    ValueError,
+    ValidationError,
+    FileNotFoundError,
+    LookupError,
+    PermissionError,
+)
+
+
+def fail(message: str) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code=1)
+
+
+def settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = f"BANKGROWTH_{str(first['loc'][0]).upper()}: " if first["loc"] else ""
+        raise fail(f"configuration: {where}{first['msg']}") from None
+
+
+@contextmanager
+def warehouse(s: Settings) -> Iterator[BaseBackend]:
+    try:
+        with engine.open_warehouse(s) as con:
+            yield con
+    except WarehouseError as exc:
+        raise fail(str(exc)) from None
+
+
+@contextmanager
+def store(s: Settings, *, migrated: bool = True) -> Iterator[Engine]:
+    """The operational store; by default it must be at the code's schema revision.
+
+    An empty store is created on first use; a store at an older revision is left for an explicit
+    `bankgrowth db upgrade`, since migrating existing data is a deliberate step."""
+    with db.open_store(s.resolved_operational_url) as eng:
+        if migrated:
+            if db.current_revision(eng) is None:
+                db.upgrade(eng)
+            db.require_current(eng)
+        yield eng
+
+
+def cli_source() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
+def principal(session: Session, org: str | None) -> Principal:
+    """The CLI acts as the system at HQ, or within ``org``'s subtree when ``--org`` is given."""
+    return platform_service.system_principal(session, source=cli_source(), org_id=org)

@@ -1,0 +1,95 @@
+"""Insight work that spans domains: the customer view with its reveal rule and audit, and exports
+(with optional pseudonymized customer ids). The caller owns the operational transaction."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy.orm import Session
+
+from bankgrowth.insight import service, store
+from bankgrowth.platform import audit
+from bankgrowth.platform.access import Permission, Principal
+from bankgrowth.platform.security import pseudonym
+
+if TYPE_CHECKING:
+    from ibis.backends import BaseBackend
+
+
+def customer_view(
+    session: Session,
+    con: BaseBackend,
+    *,
+    principal: Principal,
+    customer_id: int,
+    reveal: bool = False,
+    timezone: str = "Asia/Shanghai",
+    recent: int = 20,
+) -> service.CustomerView:
+    """Masked for everyone; in clear only for the ``reveal`` permission, and then audited."""
+    principal.require(Permission.READ)
+    if reveal:
+        principal.require(Permission.REVEAL)
+    view = service.customer_view(
+        con, customer_id, timezone=timezone, reveal=reveal, recent=recent, scope=principal.scope
+    )
+    if reveal:
+        audit.record(
+            session,
+            principal=principal,
+            action="customers.reveal",
+            object_type="customer",
+            object_id=customer_id,
+            org_id=view.profile.get("branch_id"),
+            after={"fields": ["name", "phone"]},
+        )
+    return view
+
+
+def export_tags(
+    session: Session,
+    con: BaseBackend,
+    *,
+    principal: Principal,
+    path: Path,
+    as_of: date | None = None,
+    columns: list[str] | None = None,
+    pseudonymize_with: str | None = None,
+) -> int:
+    """Write a tag version (the caller's scope only) to Parquet or CSV; returns the row count.
+
+    With ``pseudonymize_with`` (the deployment's secret), ``customer_id`` is replaced by a stable
+    keyed pseudonym (``customer_key``), so a data scientist's extract cannot be joined back to a
+    person without the secret."""
+    principal.require(Permission.READ)
+    day = as_of or store.latest(con)
+    t = service.scoped(con, store.tags_table(con, day), principal.scope)
+    if columns:
+        t = t.select("customer_id", *[c for c in columns if c != "customer_id"])
+    table = t.order_by("customer_id").to_pyarrow()
+    if pseudonymize_with is not None:
+        import pyarrow as pa
+
+        keys = pa.array([pseudonym(v, pseudonymize_with) for v in table.column("customer_id").to_pylist()])
+        table = table.set_column(table.schema.get_field_index("customer_id"), "customer_key", keys)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".csv":
+        import pyarrow.csv as pacsv
+
+        pacsv.write_csv(table, path)
+    else:
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, path)
+    audit.record(
+        session,
+        principal=principal,
+        action="tags.export",
+        object_type="tag_version",
+        object_id=str(day),
+        org_id=principal.scope.org_id,
+        after={"rows": table.num_rows, "path": str(path), "pseudonymized": pseudonymize_with is not None},
+    )
+    return table.num_rows

@@ -1,0 +1,67 @@
+"""Response shapes of the insight routes."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class StageCountRead(BaseModel):
+    stage: str
+    zh: str
+    en: str
+    customers: int
+    share: float
+
+
+class MatrixRead(BaseModel):
+    """``counts[i][j]`` is the number of customers in row ``rows[i]`` and column ``columns[j]``."""
+
+    rows: list[str]
+    columns: list[str]
+    counts: list[list[int]]
+    total: int
+
+
+class TagRead(BaseModel):
+    name: str
+    zh: str
+    en: str
+    description: str
+    category: str
+    kind: str
+    type: str
+    unit: str
+    refresh: str
+
+
+class TagStatsRead(TagRead):
+    rows: int
+    coverage: float
+    nonzero: float | None
+    summary: dict[str, Any]
+    top: list[tuple[Any, int]]
+
+
+class CustomerViewRead(BaseModel):
+    customer_id: int
+    profile: dict[str, Any]
+    revealed: bool
+    tags_as_of: date | None
+    tags: dict[str, Any]
+    stage_history: list[dict[str, Any]]
+    bindings: list[dict[str, Any]]
+    recent_transactions: list[dict[str, Any]]
+
+
+class ChannelProfile(BaseModel):
+    """What a channel application may know to personalise a page: no personal data."""
+
+    customer_id: int
+    as_of: date | None
+    stage: str | None
+    value_tier: str | None
+    rfm_segment: str | None
+    preferred_institution: str | None

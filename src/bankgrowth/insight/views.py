@@ -1,0 +1,135 @@
+"""Insight routes for the console (lifecycle, grid, tags, customer view) and for channels."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+
+from bankgrowth.api.deps import SessionDep, SettingsDep, WarehouseDep, allow
+from bankgrowth.insight import flows, service
+from bankgrowth.insight.schemas import (
+    ChannelProfile,
+    CustomerViewRead,
+    MatrixRead,
+    StageCountRead,
+    TagRead,
+    TagStatsRead,
+)
+from bankgrowth.insight.tags import Tag
+from bankgrowth.platform.access import Permission, Principal
+
+router = APIRouter(prefix="/api/v1", tags=["insight"])
+channel_router = APIRouter(prefix="/channel/v1", tags=["channel"])
+
+Reader = Annotated[Principal, allow("console", Permission.READ, scope="subtree")]
+Revealer = Annotated[Principal, allow("console", Permission.REVEAL, scope="subtree")]
+TagReader = Annotated[Principal, allow("console", Permission.READ, scope="global")]
+ChannelApp = Annotated[Principal, allow("channel", Permission.CHANNEL, scope="subtree")]
+CustomerId = Annotated[int, Path(ge=1, le=2**62, description="The bank's customer number.")]
+AsOf = Annotated[date | None, Query(description="As-of day of a stored version; default the latest.")]
+
+
+def _matrix(m: service.Matrix) -> MatrixRead:
+    counts = [[m.counts.get((r, c), 0) for c in m.columns] for r in m.rows]
+    return MatrixRead(rows=list(m.rows), columns=list(m.columns), counts=counts, total=m.total())
+
+
+def _tag(tag: Tag) -> dict[str, Any]:
+    return {
+        "name": tag.name,
+        "zh": tag.zh,
+        "en": tag.en,
+        "description": tag.description,
+        "category": tag.category,
+        "kind": tag.kind,
+        "type": tag.dtype,
+        "unit": tag.unit,
+        "refresh": tag.refresh,
+    }
+
+
+@router.get("/insight/lifecycle", response_model=list[StageCountRead], summary="Customers by lifecycle stage")
+def lifecycle(con: WarehouseDep, principal: Reader, as_of: AsOf = None) -> list[StageCountRead]:
+    rows = service.lifecycle_distribution(con, as_of, scope=principal.scope)
+    return [StageCountRead(**vars(r)) for r in rows]
+
+
+@router.get("/insight/transitions", response_model=MatrixRead, summary="Stage flow between two days (流转矩阵)")
+def transitions(con: WarehouseDep, principal: Reader, start: date, end: date) -> MatrixRead:
+    return _matrix(service.transition_matrix(con, start, end, scope=principal.scope))
+
+
+@router.get("/insight/grid", response_model=MatrixRead, summary="The customer grid: stage × value tier (宫格)")
+def grid(con: WarehouseDep, principal: Reader, as_of: AsOf = None) -> MatrixRead:
+    return _matrix(service.grid(con, as_of, scope=principal.scope))
+
+
+@router.get("/tags", response_model=list[TagRead], summary="The tag catalog's definitions (标签目录)")
+def list_tags(principal: TagReader) -> list[TagRead]:
+    return [TagRead(**_tag(t)) for t in service.CATALOG]
+
+
+@router.get("/tags/{name}", response_model=TagStatsRead, summary="One tag: coverage and distribution in my subtree")
+def show_tag(
+    name: Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,63}$")],
+    con: WarehouseDep,
+    principal: Reader,
+    as_of: AsOf = None,
+) -> TagStatsRead:
+    stats = service.catalog(con, as_of, names=[name], scope=principal.scope)[0]
+    return TagStatsRead(
+        **_tag(stats.tag),
+        rows=stats.rows,
+        coverage=stats.coverage,
+        nonzero=stats.nonzero,
+        summary=stats.summary,
+        top=stats.top,
+    )
+
+
+def _view(view: service.CustomerView, revealed: bool) -> CustomerViewRead:
+    return CustomerViewRead(
+        customer_id=view.customer_id,
+        profile=view.profile,
+        revealed=revealed,
+        tags_as_of=view.tags_as_of,
+        tags=view.tags,
+        stage_history=view.stage_history,
+        bindings=view.bindings,
+        recent_transactions=view.recent_transactions,
+    )
+
+
+@router.get("/customers/{customer_id}", response_model=CustomerViewRead, summary="Customer view, masked (客户视图)")
+def customer(
+    customer_id: CustomerId, session: SessionDep, con: WarehouseDep, settings: SettingsDep, principal: Reader
+) -> CustomerViewRead:
+    view = flows.customer_view(session, con, principal=principal, customer_id=customer_id, timezone=settings.timezone)
+    return _view(view, revealed=False)
+
+
+@router.post(
+    "/customers/{customer_id}/reveal", response_model=CustomerViewRead, summary="Customer view in clear (audited)"
+)
+def reveal_customer(
+    customer_id: CustomerId, session: SessionDep, con: WarehouseDep, settings: SettingsDep, principal: Revealer
+) -> CustomerViewRead:
+    with session.begin():
+        view = flows.customer_view(
+            session, con, principal=principal, customer_id=customer_id, reveal=True, timezone=settings.timezone
+        )
+    return _view(view, revealed=True)
+
+
+@channel_router.get("/me", summary="The calling channel application")
+def channel_me(principal: ChannelApp) -> dict[str, str]:
+    return {"app": principal.name, "org_id": principal.scope.org_id}
+
+
+@channel_router.get(
+    "/customers/{customer_id}/profile", response_model=ChannelProfile, summary="Stage and value for personalisation"
+)
+def channel_profile(customer_id: CustomerId, con: WarehouseDep, principal: ChannelApp) -> ChannelProfile:
+    return ChannelProfile(**service.channel_profile(con, customer_id, scope=principal.scope))

@@ -1,0 +1,12 @@
+"""Every domain's models, imported once so that the metadata is complete (for migrations)."""
+
+from __future__ import annotations
+
+from sqlalchemy import MetaData
+
+
+def metadata() -> MetaData:
+    from bankgrowth.operational.base import Base
+    from bankgrowth.platform import models as _platform  # noqa: F401
+
+    return Base.metadata
