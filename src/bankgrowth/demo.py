@@ -20,6 +20,7 @@ from bankgrowth.insight import service as insight_service
 from bankgrowth.insight.lifecycle import Thresholds
 from bankgrowth.measurement.kpi import BankSummary, bank_summary
 from bankgrowth.operational import db
+from bankgrowth.platform import flows as platform_flows
 from bankgrowth.platform import service as platform_service
 from bankgrowth.warehouse import ingest
 from bankgrowth.warehouse.simulator import SimulationConfig, simulate
@@ -71,9 +72,7 @@ def run_demo(
         result.store_revision = db.upgrade(engine)
         with Session(engine, expire_on_commit=False) as session, session.begin():
             system = platform_service.system_principal(session, source="demo")
-            result.orgs = platform_service.sync_orgs(
-                session, principal=system, rows=con.table("branches").to_pyarrow().to_pylist()
-            )
+            result.orgs = platform_flows.sync_orgs_from_warehouse(session, con, principal=system)
     result.insight = insight_service.run(con, settings)
     result.grid = insight_service.grid(con, result.insight.as_of)
     result.agreement = lifecycle_agreement(

@@ -77,6 +77,13 @@ def store(s: Settings, *, migrated: bool = True) -> Iterator[Engine]:
         yield eng
 
 
+@contextmanager
+def transaction(s: Settings) -> Iterator[Session]:
+    """One operational-store transaction: committed when the block ends, rolled back on error."""
+    with store(s) as eng, Session(eng, expire_on_commit=False) as session, session.begin():
+        yield session
+
+
 def cli_source() -> str:
     return f"cli:{getpass.getuser()}"
 

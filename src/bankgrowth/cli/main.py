@@ -17,7 +17,6 @@ from rich.progress import (
     TextColumn,
     TimeRemainingColumn,
 )
-from sqlalchemy.orm import Session
 
 from bankgrowth import __version__
 from bankgrowth.cli import common, ops, render
@@ -303,12 +302,7 @@ def tags_export_cmd(
 ) -> None:
     """Export a tag version for analysis; the export is audited."""
     settings = _settings()
-    with (
-        _warehouse(settings) as con,
-        common.store(settings) as eng,
-        Session(eng, expire_on_commit=False) as session,
-        session.begin(),
-    ):
+    with _warehouse(settings) as con, common.transaction(settings) as session:
         rows = insight_flows.export_tags(
             session,
             con,
@@ -329,12 +323,7 @@ def customer_cmd(
 ) -> None:
     """One customer's view: profile (masked), stage history, tags, bindings, recent transactions."""
     settings = _settings()
-    with (
-        _warehouse(settings) as con,
-        common.store(settings) as eng,
-        Session(eng, expire_on_commit=False) as session,
-        session.begin(),
-    ):
+    with _warehouse(settings) as con, common.transaction(settings) as session:
         view = insight_flows.customer_view(
             session,
             con,

@@ -11,9 +11,10 @@ import typer
 from sqlalchemy.orm import Session
 
 from bankgrowth.cli import render
-from bankgrowth.cli.common import console, fail, principal, settings, store, warehouse
+from bankgrowth.cli.common import console, fail, principal, settings, store, transaction, warehouse
 from bankgrowth.operational import db
 from bankgrowth.platform import audit as audit_service
+from bankgrowth.platform import flows as platform_flows
 from bankgrowth.platform import service as platform_service
 from bankgrowth.platform.access import Role
 from bankgrowth.platform.schemas import ApiKeyCreate, ApiKeyRead, AuditRead, Channel, OrgRead, UserCreate
@@ -78,12 +79,8 @@ def admin_create_cmd(
 def orgs_sync_cmd() -> None:
     """Mirror the warehouse's branches table into the operational store."""
     s = settings()
-    with warehouse(s) as con:
-        rows = con.table("branches").to_pyarrow().to_pylist()
-    if not rows:
-        raise fail("the warehouse has no branches yet: load the bank's data first")
-    with store(s) as eng, Session(eng, expire_on_commit=False) as session, session.begin():
-        result = platform_service.sync_orgs(session, principal=principal(session, None), rows=rows)
+    with warehouse(s) as con, transaction(s) as session:
+        result = platform_flows.sync_orgs_from_warehouse(session, con, principal=principal(session, None))
     console.print(
         f"orgs: {len(result.created)} created, {len(result.updated)} updated, {result.unchanged} unchanged"
         + (f"; kept {len(result.absent)} no longer in the source: {', '.join(result.absent)}" if result.absent else "")
@@ -94,7 +91,7 @@ def orgs_sync_cmd() -> None:
 def orgs_list_cmd(org: Org = None) -> None:
     """The org tree (or one subtree)."""
     s = settings()
-    with store(s) as eng, Session(eng, expire_on_commit=False) as session:
+    with transaction(s) as session:
         orgs = platform_service.list_orgs(session, principal=principal(session, org))
         rows = [OrgRead.model_validate(o).model_dump() for o in orgs]
     render.records(console, "orgs", rows, s.tz)
@@ -112,7 +109,7 @@ def keys_create_cmd(
 ) -> None:
     """Create a key; it is printed once."""
     s = settings()
-    with store(s) as eng, Session(eng, expire_on_commit=False) as session, session.begin():
+    with transaction(s) as session:
         system = principal(session, None)
         data = ApiKeyCreate(app=app_name, channel=channel, org_id=org or system.scope.org_id)
         key, plaintext = platform_service.create_key(session, principal=system, data=data)
@@ -125,7 +122,7 @@ def keys_create_cmd(
 def keys_list_cmd(org: Org = None) -> None:
     """Keys and their state."""
     s = settings()
-    with store(s) as eng, Session(eng, expire_on_commit=False) as session:
+    with transaction(s) as session:
         rows = [_key_row(k) for k in platform_service.list_keys(session, principal=principal(session, org))]
     render.records(console, "API keys", rows, s.tz)
 
@@ -134,7 +131,7 @@ def keys_list_cmd(org: Org = None) -> None:
 def keys_rotate_cmd(key_id: Annotated[int, typer.Argument(help="Key id.")]) -> None:
     """A new key for the same application; the old one works for the grace period (key_grace_hours)."""
     s = settings()
-    with store(s) as eng, Session(eng, expire_on_commit=False) as session, session.begin():
+    with transaction(s) as session:
         key, plaintext = platform_service.rotate_key(
             session, principal=principal(session, None), key_id=key_id, grace=timedelta(hours=s.key_grace_hours)
         )
@@ -147,7 +144,7 @@ def keys_rotate_cmd(key_id: Annotated[int, typer.Argument(help="Key id.")]) -> N
 def keys_revoke_cmd(key_id: Annotated[int, typer.Argument(help="Key id.")]) -> None:
     """Stop a key at once."""
     s = settings()
-    with store(s) as eng, Session(eng, expire_on_commit=False) as session, session.begin():
+    with transaction(s) as session:
         key = platform_service.revoke_key(session, principal=principal(session, None), key_id=key_id)
         console.print(f"revoked key {key.id} ({key.app}, prefix {key.prefix})")
 
@@ -175,7 +172,7 @@ def audit_cmd(
 ) -> None:
     """Query the audit log, newest first."""
     s = settings()
-    with store(s) as eng, Session(eng, expire_on_commit=False) as session:
+    with transaction(s) as session:
         entries = audit_service.query(
             session,
             principal=principal(session, org),

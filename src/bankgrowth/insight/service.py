@@ -275,6 +275,15 @@ def catalog(
     return out
 
 
+def customer_or_raise(con: BaseBackend, customer_id: int, *, scope: Scope | None = None) -> dict[str, Any]:
+    """The customer's row (in clear); not found when absent or owned outside ``scope``."""
+    customers = con.table("customers")
+    found = customers.filter(customers.customer_id == customer_id).to_pyarrow().to_pylist()
+    if not found or (scope is not None and not scope.allows(found[0]["branch_id"])):
+        raise NotFound(f"no customer {customer_id}", f"没有客户 {customer_id}", details={"customer_id": customer_id})
+    return found[0]
+
+
 @dataclass
 class CustomerView:
     customer_id: int
@@ -299,11 +308,8 @@ def customer_view(
     """One customer's 360 view; personal data masked unless ``reveal``. A customer outside
     ``scope`` is not found. Whether the caller may reveal (and the audit of it) is the caller's:
     see ``platform.flows.customer_view``."""
-    customers = con.table("customers")
-    found = customers.filter(customers.customer_id == customer_id).to_pyarrow().to_pylist()
-    if not found or (scope is not None and not scope.allows(found[0]["branch_id"])):
-        raise NotFound(f"no customer {customer_id}", f"没有客户 {customer_id}", details={"customer_id": customer_id})
-    profile = found[0] if reveal else mask_row(found[0])
+    found = customer_or_raise(con, customer_id, scope=scope)
+    profile = found if reveal else mask_row(found)
     day = store.latest(con)
     tags: dict[str, Any] = {}
     if day is not None:
@@ -337,10 +343,7 @@ CHANNEL_FIELDS = ("stage", "value_tier", "rfm_segment", "preferred_institution")
 
 def channel_profile(con: BaseBackend, customer_id: int, *, scope: Scope | None = None) -> dict[str, Any]:
     """What a channel application may know to personalise a page: stage and value, no personal data."""
-    customers = con.table("customers")
-    found = customers.filter(customers.customer_id == customer_id).select("branch_id").to_pyarrow().to_pylist()
-    if not found or (scope is not None and not scope.allows(found[0]["branch_id"])):
-        raise NotFound(f"no customer {customer_id}", f"没有客户 {customer_id}", details={"customer_id": customer_id})
+    customer_or_raise(con, customer_id, scope=scope)
     day = store.latest(con)
     row: dict[str, Any] = {}
     if day is not None:

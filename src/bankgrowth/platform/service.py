@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
 
 from bankgrowth.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
@@ -66,10 +66,7 @@ def list_orgs(session: Session, *, principal: Principal) -> list[Org]:
 
 def get_org_or_raise(session: Session, *, principal: Principal, org_id: str) -> Org:
     principal.require(Permission.READ)
-    org = session.get(Org, org_id)
-    if org is None or not principal.scope.allows(org.id):
-        raise _not_found("org", org_id, "机构")
-    return org
+    return _in_scope_org(session, principal, org_id)
 
 
 @dataclass(frozen=True)
@@ -172,12 +169,15 @@ def _in_scope_org(session: Session, principal: Principal, org_id: str) -> Org:
     return org
 
 
+def _owned_by_scope(stmt: Select[Any], org_column: Any, principal: Principal) -> Select[Any]:
+    """Rows whose owning org is in the caller's subtree (no filter at HQ)."""
+    ids = principal.scope.org_ids
+    return stmt if ids is None else stmt.where(org_column.in_(ids))
+
+
 def list_users(session: Session, *, principal: Principal) -> list[User]:
     principal.require(Permission.READ)
-    stmt = select(User).order_by(User.id)
-    if principal.scope.org_ids is not None:
-        stmt = stmt.where(User.org_id.in_(principal.scope.org_ids))
-    return list(session.scalars(stmt))
+    return list(session.scalars(_owned_by_scope(select(User).order_by(User.id), User.org_id, principal)))
 
 
 def get_user_or_raise(session: Session, *, principal: Principal, user_id: int) -> User:
@@ -433,10 +433,7 @@ def _key_snapshot(key: ApiKey) -> dict[str, Any]:
 
 def list_keys(session: Session, *, principal: Principal) -> list[ApiKey]:
     principal.require(Permission.MANAGE)
-    stmt = select(ApiKey).order_by(ApiKey.id)
-    if principal.scope.org_ids is not None:
-        stmt = stmt.where(ApiKey.org_id.in_(principal.scope.org_ids))
-    return list(session.scalars(stmt))
+    return list(session.scalars(_owned_by_scope(select(ApiKey).order_by(ApiKey.id), ApiKey.org_id, principal)))
 
 
 def get_key_or_raise(session: Session, *, principal: Principal, key_id: int) -> ApiKey:
