@@ -5,8 +5,10 @@ DuckDB SQL and pandas doing the same work, in the same run, on the same warehous
 
 The warehouse is the one ``python -m benchmarks.run`` loads (2M customers / 50M transactions by
 default). Each variant materialises a table of (customer_id, stage, rfm_r, rfm_f, rfm_m, rfc_c);
-the results are compared row by row. The full tag run (every tag) is timed too. Each variant runs
-in its own process so its peak memory is its own.
+the results are compared row by row. The nightly run (every tag, stored as a version) is timed in
+full and incrementally from the day before, each on its own copy of the warehouse, and the two
+versions, window-count states and transition logs are compared. Each variant runs in its own
+process so its peak memory is its own.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import resource
 import time
 from datetime import date
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 SUBSET = (
@@ -94,47 +97,44 @@ def _run(variant: str, args: dict[str, Any], queue: Any) -> None:
     as_of = date.fromisoformat(args["as_of"])
     th = Thresholds()
     started = time.perf_counter()
-    if variant in ("ibis", "full"):
+    if variant == "ibis":
         from bankgrowth.insight.compute import build_tags
         from bankgrowth.insight.tags import BUILTIN_TAGS
         from bankgrowth.warehouse import engine
 
         con = engine.connect(f"duckdb:///{args['warehouse']}")
         started = time.perf_counter()
-        tags = [t for t in BUILTIN_TAGS if variant == "full" or t.name in SUBSET]
-        # the full run writes the window-count state, as the nightly full run does
-        expr = build_tags(
-            con, as_of, tags=tags, scratch="_bench_scratch", state="_bench_state" if variant == "full" else None
-        )
-        if variant == "ibis":
-            expr = expr.select(*OUT_COLUMNS)
-        con.create_table(f"bench_{variant}", expr, overwrite=True)
+        tags = [t for t in BUILTIN_TAGS if t.name in SUBSET]
+        expr = build_tags(con, as_of, tags=tags, scratch="_bench_scratch").select(*OUT_COLUMNS)
+        con.create_table("bench_ibis", expr, overwrite=True)
         seconds = time.perf_counter() - started
         con.drop_table("_bench_scratch", force=True)
         con.disconnect()
-    elif variant in ("prepare", "incremental"):
+    elif variant in ("prepare", "full", "incremental"):
+        # the nightly run as the service does it (every tag, the stored version, the transitions,
+        # the run log), each on its own copy of a warehouse whose day before was run in full
+        import shutil
         from datetime import timedelta
 
-        from bankgrowth.insight.compute import build_tags
-        from bankgrowth.insight.incremental import build_incremental, scratch_tables
+        from bankgrowth.config import Settings
+        from bankgrowth.insight import service, store
         from bankgrowth.warehouse import engine
 
-        con = engine.connect(f"duckdb:///{args['warehouse']}")
-        seconds = 0.0
-        if variant == "prepare":  # yesterday's version and state, untimed
-            expr = build_tags(con, as_of - timedelta(days=1), scratch="_bench_scratch", state="_bench_prev_state")
-            con.create_table("bench_prev", expr, overwrite=True)
-            con.drop_table("_bench_scratch", force=True)
+        settings = Settings(data_dir=Path(args["warehouse"]).parent)
+        if variant == "prepare":
+            source, day, target = args["warehouse"], as_of - timedelta(days=1), nightly(args, "prev")
         else:
-            con.create_table("_bench_state_incremental", con.table("_bench_prev_state"), overwrite=True)
-            started = time.perf_counter()
-            expr = build_incremental(
-                con, as_of, con.table("bench_prev"), state="_bench_state_incremental", scratch="_bench_inc"
-            )
-            con.create_table("bench_incremental", expr, overwrite=True)
-            seconds = time.perf_counter() - started
-            for name in scratch_tables(con, "_bench_inc"):
-                con.drop_table(name, force=True)
+            source, day, target = nightly(args, "prev"), as_of, nightly(args, variant)
+        shutil.copy(source, target)
+        con = engine.connect(f"duckdb:///{target}")
+        started = time.perf_counter()
+        report = service.run(con, settings, as_of=day, full=variant != "incremental")
+        seconds = time.perf_counter() - started
+        if variant == "incremental" and report.mode != "incremental":
+            raise SystemExit(f"the nightly run fell back to a full run: {report.reason}")
+        if variant != "prepare":  # for the comparison, untimed
+            con.create_table(f"bench_{variant}", store.tags_table(con, as_of), overwrite=True)
+            print(f"  {variant}: {report.changed:,} of {report.customers:,} customers' rows written")
         con.disconnect()
     elif variant == "sql":
         import duckdb
@@ -230,12 +230,22 @@ def _run(variant: str, args: dict[str, Any], queue: Any) -> None:
     queue.put({"seconds": seconds, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
 
 
+def nightly(args: dict[str, Any], name: str) -> Path:
+    return Path(args["warehouse"]).with_name(f"nightly_{name}.duckdb")
+
+
 def run_variant(variant: str, args: dict[str, Any]) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=_run, args=(variant, args, queue))
     proc.start()
-    out = queue.get()
+    while True:
+        try:
+            out: dict[str, Any] = queue.get(timeout=5)
+            break
+        except Empty:
+            if not proc.is_alive():
+                raise SystemExit(f"the {variant} variant failed (exit code {proc.exitcode})") from None
     proc.join()
     return out
 
@@ -246,26 +256,18 @@ def _same(args: dict[str, Any]) -> dict[str, bool]:
     con = duckdb.connect(args["warehouse"], read_only=True)
     cols = ", ".join(OUT_COLUMNS)
     pandas_file = Path(args["warehouse"]).with_name("bench_pandas.parquet")
+    con.execute(f"ATTACH '{nightly(args, 'full')}' AS f (READ_ONLY)")
+    con.execute(f"ATTACH '{nightly(args, 'incremental')}' AS i (READ_ONLY)")
     checks = {
         "ibis == sql": f"SELECT {cols} FROM bench_ibis EXCEPT SELECT {cols} FROM bench_sql",
         "sql == ibis": f"SELECT {cols} FROM bench_sql EXCEPT SELECT {cols} FROM bench_ibis",
         "pandas == sql": f"SELECT {cols} FROM read_parquet('{pandas_file}') EXCEPT SELECT {cols} FROM bench_sql",
-        "full run == sql": f"SELECT {cols} FROM bench_full EXCEPT SELECT {cols} FROM bench_sql",
+        "full run == sql": f"SELECT {cols} FROM f.bench_full EXCEPT SELECT {cols} FROM bench_sql",
     }
-    every = ", ".join(
-        c
-        for (c,) in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'bench_full' ORDER BY ordinal_position"
-        ).fetchall()
-    )
-    checks["incremental == full (all columns)"] = (
-        f"(SELECT {every} FROM bench_incremental EXCEPT ALL SELECT {every} FROM bench_full) UNION ALL "
-        f"(SELECT {every} FROM bench_full EXCEPT ALL SELECT {every} FROM bench_incremental)"
-    )
-    checks["state == full state"] = (
-        "(SELECT * FROM _bench_state_incremental EXCEPT ALL SELECT * FROM _bench_state) UNION ALL "
-        "(SELECT * FROM _bench_state EXCEPT ALL SELECT * FROM _bench_state_incremental)"
-    )
+    both = "(SELECT * FROM {a} EXCEPT ALL SELECT * FROM {b}) UNION ALL (SELECT * FROM {b} EXCEPT ALL SELECT * FROM {a})"
+    checks["incremental == full (every column)"] = both.format(a="i.bench_incremental", b="f.bench_full")
+    checks["state == full state"] = both.format(a="i.tag_window_counts", b="f.tag_window_counts")
+    checks["transitions == full transitions"] = both.format(a="i.lifecycle_transitions", b="f.lifecycle_transitions")
     out = {name: con.execute(f"SELECT count(*) FROM ({q})").fetchone()[0] == 0 for name, q in checks.items()}  # type: ignore[index]
     con.close()
     return out
@@ -280,6 +282,7 @@ def main() -> None:
     args = {"warehouse": a.warehouse, "as_of": a.as_of}
     results: dict[str, dict[str, Any]] = {}
     run_variant("prepare", args)
+    print("prepared: the day before run in full on a copy")
     for variant in ("sql", "ibis", "pandas", "full", "incremental"):
         runs = [run_variant(variant, args) for _ in range(a.repeat)]
         results[variant] = min(runs, key=lambda r: r["seconds"])
@@ -290,13 +293,15 @@ def main() -> None:
     print(f"ratio ibis / hand-written SQL (lifecycle + RFM): {results['ibis']['seconds'] / sql:.2f}")
     print(f"ratio pandas / hand-written SQL: {results['pandas']['seconds'] / sql:.2f}")
     print(
-        f"ratio full tag run ({'all tags'}) / hand-written SQL of lifecycle + RFM: {results['full']['seconds'] / sql:.2f}"
+        f"ratio full nightly run (all tags) / hand-written SQL of lifecycle + RFM: {results['full']['seconds'] / sql:.2f}"
     )
     print(
         f"ratio incremental daily run / full run: {results['incremental']['seconds'] / results['full']['seconds']:.2f}"
     )
     same = _same(args)
     print("identical results: " + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in same.items()))
+    for name in ("prev", "full", "incremental"):
+        nightly(args, name).unlink(missing_ok=True)
     Path("benchmarks/results").mkdir(parents=True, exist_ok=True)
     Path("benchmarks/results/insight.json").write_text(json.dumps({"results": results, "identical": same}, indent=2))
 

@@ -108,6 +108,8 @@ def test_insight_commands(tmp_path: Path) -> None:
     # then
     assert first.returncode == second.returncode == 0, second.stderr
     assert "insight run for 2026-10-31" in second.stdout and "stage changes" in second.stdout
+    # each command is a new process: the day before's state is still recognised as current
+    assert "(incremental)" in second.stdout
     assert "超级用户" in lifecycle.stdout and "Flows 2026-10-30" in lifecycle.stdout
     assert "value tier" in grid.stdout and "unbound" in grid.stdout
     assert "preferred_institution" in listing.stdout and "coverage" in listing.stdout
@@ -139,10 +141,16 @@ def test_first_run_admin_orgs_keys_reveal_export_and_audit(tmp_path: Path) -> No
     masked = run(["customer", "1"], tmp_path)
     clear = run(["customer", "1", "--reveal"], tmp_path)
     export = run(["tags", "export", str(tmp_path / "tags.parquet"), "--pseudonymize", "--org", "B01"], tmp_path)
+    (tmp_path / "grades.csv").write_text("customer_id,value\n1,A\n2,B\n99999999,C\n")
+    grades = ["tags", "import", str(tmp_path / "grades.csv"), "--name", "kyc_grade", "--zh", "风险等级", "--en", "KYC"]
+    imported = run(grades, tmp_path)
+    shown = run(["tags", "show", "kyc_grade"], tmp_path)
     log = run(["audit", "--limit", "20"], tmp_path)
     # then
-    for r in (admin, sync, key, rotate, revoke, masked, clear, export, log):
+    for r in (admin, sync, key, rotate, revoke, masked, clear, export, imported, shown, log):
         assert r.returncode == 0, r.stderr
+    assert "loaded 2" in imported.stdout and "exists in customers" in imported.stdout and "99999999" in imported.stdout
+    assert "风险等级" in shown.stdout
     assert "created administrator root" in admin.stdout and "orgs: 32 created" in sync.stdout
     assert "key (shown once): bgk_" in key.stdout and "key (shown once): bgk_" in rotate.stdout
     assert "****" in masked.stdout and "****" not in clear.stdout.splitlines()[0]
@@ -158,6 +166,7 @@ def test_first_run_admin_orgs_keys_reveal_export_and_audit(tmp_path: Path) -> No
         "api_keys.revoke",
         "customers.reveal",
         "tags.export",
+        "tags.import",
     ):
         assert action in log.stdout, action
     assert log.stdout.count("customers.reveal") == 1  # the masked view is not a reveal

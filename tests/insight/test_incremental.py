@@ -2,8 +2,8 @@
 
 Transactions, bindings and events are drawn near every window edge (7, 30, 60, 90, 365 days) and on
 exact midnights, so that the entering and leaving days of every tag are exercised; each example
-chains two incremental days after a full one and compares each with a full recompute, including
-the per-value counts state.
+chains two incremental days after a full one (customers' records edited in between) and compares
+each stored version, read back, with a full recompute, including the per-value counts state.
 """
 
 from __future__ import annotations
@@ -18,14 +18,16 @@ import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bankgrowth.insight.compute import build_tags, registered, source_tables, window_counts
+from bankgrowth.insight import store
+from bankgrowth.insight.compute import build_base, build_tags, registered, source_tables, window_counts
 from bankgrowth.insight.incremental import build_incremental, scratch_tables
 from bankgrowth.insight.lifecycle import Thresholds
 from bankgrowth.insight.tags import BUILTIN_TAGS, context
 from bankgrowth.warehouse import engine, schema
 from bankgrowth.warehouse.engine import append_arrow
 
-TZ = ZoneInfo("Asia/Shanghai")
+TZ_NAME = "Asia/Shanghai"
+TZ = ZoneInfo(TZ_NAME)
 START = date(2026, 3, 1)  # first day computed in full; the two after it incrementally
 EDGES = [0, 1, 2, 6, 7, 8, 29, 30, 31, 32, 59, 60, 61, 62, 89, 90, 91, 92, 364, 365, 366, 367]
 
@@ -158,8 +160,12 @@ def _sorted(t: pa.Table) -> pa.Table:
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(bank=st.lists(customer, min_size=1, max_size=8), small_thresholds=st.booleans())
-def test_incremental_equals_full(bank: list[dict], small_thresholds: bool) -> None:  # type: ignore[type-arg]
+@given(
+    bank=st.lists(customer, min_size=1, max_size=8),
+    small_thresholds=st.booleans(),
+    edits=st.lists(st.tuples(st.integers(1, 8), st.sampled_from(["phone", "real_name", "account_i"])), max_size=3),
+)
+def test_incremental_equals_full(bank: list[dict], small_thresholds: bool, edits: list[tuple[int, str]]) -> None:  # type: ignore[type-arg]
     th = (
         Thresholds(at_risk_days=7, churn_days=20, super_user_txns=3, winback_days=5)
         if small_thresholds
@@ -169,23 +175,35 @@ def test_incremental_equals_full(bank: list[dict], small_thresholds: bool) -> No
     con = engine.connect(f"duckdb:///{folder / 'w.duckdb'}")
     try:
         _load(con, bank)
-        con.create_table("prev", build_tags(con, START, thresholds=th, scratch="_s", state="_state"), overwrite=True)
+        first, _ = build_base(con, START, thresholds=th, state="_state")
+        store.write_version(con, START, first, complete=True, timezone=TZ_NAME, thresholds=th, scratch="_w")
+        as_computed = {START: build_tags(con, START, thresholds=th).order_by("customer_id").to_pyarrow()}
         for step in (1, 2):
             day = START + timedelta(days=step)
+            if step == 2:  # customers' records change between runs (a profile tag must follow)
+                for cid, level in edits:
+                    con.raw_sql(
+                        f"UPDATE customers SET auth_level = '{level}', city_tier = {cid % 5 + 1} WHERE customer_id = {cid}"
+                    )
             expected = build_tags(con, day, thresholds=th).order_by("customer_id").to_pyarrow()
-            got_expr = build_incremental(con, day, con.table("prev"), state="_state", thresholds=th, scratch="_inc")
-            con.create_table("prev", got_expr, overwrite=True)
+            as_computed[day] = expected
+            previous = store.stored_rows(con, day - timedelta(days=1))
+            changed = build_incremental(con, day, previous, state="_state", thresholds=th, scratch="_inc")
+            store.write_version(con, day, changed, complete=False, timezone=TZ_NAME, thresholds=th, scratch="_inc")
             for name in scratch_tables(con, "_inc"):
                 con.drop_table(name, force=True)
-            got = con.table("prev").order_by("customer_id").to_pyarrow()
+            got = store.tags_table(con, day).order_by("customer_id").to_pyarrow()
             assert got.column_names == expected.column_names
             for column in expected.column_names:
                 assert got.column(column).equals(expected.column(column)), f"{column} differs on {day}"
             customers = registered(con, day)
-            ctx = context(customers, day, "Asia/Shanghai", th, con.name)
+            ctx = context(customers, day, TZ_NAME, th, con.name)
             full_counts = window_counts(source_tables(con, customers, ctx.end), BUILTIN_TAGS, ctx, customers)
             assert full_counts is not None
             assert _sorted(con.table("_state").to_pyarrow()).equals(_sorted(full_counts.to_pyarrow()))
+        # every version still reads as it was computed on its day (records edited since included)
+        for day, expected in as_computed.items():
+            assert store.tags_table(con, day).order_by("customer_id").to_pyarrow().equals(expected), day
     finally:
         con.disconnect()
         shutil.rmtree(folder, ignore_errors=True)
@@ -193,7 +211,7 @@ def test_incremental_equals_full(bank: list[dict], small_thresholds: bool) -> No
 
 def test_the_service_picks_incremental_and_falls_back_when_it_must(loaded_bank, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from bankgrowth.config import Settings
-    from bankgrowth.insight import service, store
+    from bankgrowth.insight import service
 
     path = tmp_path / "w.duckdb"
     shutil.copy(loaded_bank, path)
@@ -234,3 +252,24 @@ def test_the_service_picks_incremental_and_falls_back_when_it_must(loaded_bank, 
 
 def _at(day: date) -> datetime:
     return datetime.combine(day, datetime.min.time(), TZ) + timedelta(hours=12)
+
+
+def test_the_state_fingerprint_is_the_same_in_every_process_and_follows_the_settings() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "from bankgrowth.config import Settings; from bankgrowth.insight.service import _fingerprint; "
+        "from bankgrowth.insight.tags import BUILTIN_TAGS; print(_fingerprint(Settings(), BUILTIN_TAGS))"
+    )
+    runs = {
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout for _ in "ab"
+    }
+    assert len(runs) == 1
+
+    from bankgrowth.config import Settings
+    from bankgrowth.insight.service import _fingerprint
+
+    assert _fingerprint(Settings(), BUILTIN_TAGS) == runs.pop().strip()
+    assert _fingerprint(Settings(churn_days=60), BUILTIN_TAGS) != _fingerprint(Settings(), BUILTIN_TAGS)
+    assert _fingerprint(Settings(), BUILTIN_TAGS[:-1]) != _fingerprint(Settings(), BUILTIN_TAGS)

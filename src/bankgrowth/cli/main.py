@@ -290,6 +290,57 @@ def tags_show_cmd(
     render.tag_detail(console, stats)
 
 
+@tags_app.command("import")
+def tags_import_cmd(
+    path: Annotated[Path, typer.Argument(help="CSV or Parquet with the columns customer_id,value.")],
+    name: Annotated[str, typer.Option(help="Tag name: a-z, 0-9 and _, e.g. wealth_grade.")],
+    zh: Annotated[str, typer.Option(help="Chinese label.")],
+    en: Annotated[str, typer.Option(help="English label.")],
+    dtype: Annotated[str, typer.Option("--type", help="string, int, bool or date.")] = "string",
+    category: Annotated[str, typer.Option(help="clothing, food, housing, travel, leisure, health, finance, …")] = (
+        "finance"
+    ),
+    description: Annotated[str, typer.Option(help="What the tag means.")] = "",
+    encoding: Annotated[str, typer.Option(help="Text encoding of a CSV file (utf-8, gb18030, …).")] = "utf-8",
+    show: Annotated[int, typer.Option(help="How many problem rows to list.")] = 10,
+) -> None:
+    """Import a bank's own customer → value list as a tag; validated like every load (HQ only)."""
+    settings = _settings()
+    with _warehouse(settings) as con, common.transaction(settings) as session:
+        try:
+            with _bytes_progress() if path.suffix.lower() == ".csv" else _progress() as progress:
+                task = progress.add_task(f"importing {path.name}", total=None)
+                report = insight_flows.import_tag(
+                    session,
+                    con,
+                    principal=common.principal(session, None),
+                    path=path,
+                    name=name,
+                    zh=zh,
+                    en=en,
+                    dtype=dtype,
+                    category=category,
+                    description=description,
+                    encoding=encoding,
+                    timezone=settings.timezone,
+                    progress=_advance(progress, task),
+                )
+        except IngestFileError as exc:
+            raise _fail(str(exc)) from None
+    render.load_report(console, report, show=show)
+    if report.loaded == 0:
+        raise typer.Exit(1)
+
+
+@tags_app.command("remove")
+def tags_remove_cmd(name: Annotated[str, typer.Argument(help="An imported tag's name.")]) -> None:
+    """Forget an imported tag and its values."""
+    settings = _settings()
+    with _warehouse(settings) as con, common.transaction(settings) as session:
+        insight_flows.remove_imported_tag(session, con, principal=common.principal(session, None), name=name)
+    console.print(f"imported tag {name} removed")
+
+
 @tags_app.command("export")
 def tags_export_cmd(
     out: Annotated[Path, typer.Argument(help="File to write: .parquet or .csv.")],

@@ -161,8 +161,10 @@ def insight_run(console: Console, report: RunReport) -> None:
     console.print(
         f"insight run for {report.as_of} ({report.mode}"
         + (f": {report.reason}" if report.reason else "")
-        + f"): {_n(report.customers)} customers in {report.seconds:.1f} s; "
+        + f"): {_n(report.customers)} customers in {report.seconds:.1f} s, "
+        f"{_n(report.changed)} rows written; "
         f"{_n(report.transitions)} stage changes since the day before"
+        + (f"; replaced versions {', '.join(map(str, report.replaced))}" if report.replaced else "")
         + (f"; dropped versions {', '.join(map(str, report.pruned))}" if report.pruned else ""),
         highlight=False,
     )

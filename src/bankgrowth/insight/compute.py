@@ -19,6 +19,7 @@ import ibis.expr.types as ir
 from bankgrowth.insight.lifecycle import Thresholds, stage_expr
 from bankgrowth.insight.tags import BUILTIN_TAGS, TIME_COLUMN, Ctx, Tag, context
 from bankgrowth.insight.value import with_value_scores
+from bankgrowth.warehouse.schema import CUSTOMERS
 
 if TYPE_CHECKING:
     from ibis.backends import BaseBackend
@@ -133,10 +134,15 @@ def customer_columns(customers: ir.Table, group: Sequence[Tag], ctx: Ctx) -> ir.
     return customers.select("customer_id", **{t.name: t.value(c) for t in group})
 
 
+def fill(wide: ir.Table, tags: Sequence[Tag]) -> ir.Table:
+    """Give customers with no source rows their aggregates' empty values (counts: 0)."""
+    fills = {t.name: wide[t.name].fill_null(t.fill) for t in tags if t.fill is not None and t.source != "derived"}
+    return wide.mutate(**{t.name: fills[t.name].cast(_FILL_TYPES[t.dtype]) for t in tags if t.name in fills})
+
+
 def finish(wide: ir.Table, tags: Sequence[Tag], ctx: Ctx) -> ir.Table:
     """Fill the empty aggregates, then add the derived tags and the stage."""
-    fills = {t.name: wide[t.name].fill_null(t.fill) for t in tags if t.fill is not None and t.source != "derived"}
-    wide = wide.mutate(**{t.name: fills[t.name].cast(_FILL_TYPES[t.dtype]) for t in tags if t.name in fills})
+    wide = fill(wide, tags)
     derived = [t for t in tags if t.source == "derived"]
     if derived:
         c = replace(ctx, t=wide)
@@ -144,35 +150,55 @@ def finish(wide: ir.Table, tags: Sequence[Tag], ctx: Ctx) -> ir.Table:
     return wide.mutate(stage=stage_expr(wide, ctx.end, ctx.th))
 
 
+PROFILE_COLUMNS: tuple[str, ...] = tuple(c.name for c in CUSTOMERS.columns if not c.pii and c.name != "customer_id")
+"""The customer record's columns kept with each stored row; profile tags are computed from them
+on read, because some depend on the as-of day (age, tenure)."""
+
+
+def base_columns(tags: Sequence[Tag]) -> list[str]:
+    """What a stored row holds: the profile columns and every aggregate tag (already filled)."""
+    return [*PROFILE_COLUMNS, *(t.name for t in stored_aggregates(tags))]
+
+
+def stored_aggregates(tags: Sequence[Tag]) -> list[Tag]:
+    groups = by_source(tags)
+    return [t for source in AGGREGATE_ORDER for t in groups.get(source, [])]
+
+
+def present(base: ir.Table, tags: Sequence[Tag], ctx: Ctx) -> ir.Table:
+    """From stored rows (:func:`base_columns`) to the tag table without value scores: profile
+    tags, derived tags and the stage as of ``ctx``'s day, columns in declaration order."""
+    profile = by_source(tags).get("customers", [])
+    c = replace(ctx, t=base)
+    wide = base.mutate(**{t.name: t.value(c) for t in profile})
+    wide = wide.select("customer_id", *stored_columns(tags))
+    return finish(wide, tags, ctx)
+
+
 def registered(con: BaseBackend, as_of: date) -> ir.Table:
     customers = con.table("customers")
     return customers.filter(customers.registered_on <= as_of)
 
 
-def build_tags(
+def build_base(
     con: BaseBackend,
     as_of: date,
     *,
     timezone: str = "Asia/Shanghai",
     thresholds: Thresholds | None = None,
     tags: Sequence[Tag] = BUILTIN_TAGS,
-    scratch: str | None = None,
     state: str | None = None,
-) -> ir.Table:
-    """The wide tag table (customer_id, every tag, stage, value scores) as of the end of ``as_of``.
+) -> tuple[ir.Table, Ctx]:
+    """The stored rows as of the end of ``as_of`` (customer_id and :func:`base_columns`), and the
+    context they were computed in.
 
     Given ``state``, the per-value window counts behind the distinct-count and mode tags are
     written to that table (the incremental run's state) and the tags are read from it.
-
-    The value scores read the per-customer table twice (ranked among active customers, joined
-    back). Given a ``scratch`` table name, that table is written there first — so the engine
-    aggregates the transactions once — and the caller drops it after materialising the result.
-    Without it the expression stays lazy and the engine may compute the aggregation twice.
     """
     groups = by_source(tags)
     customers = registered(con, as_of)
     ctx = context(customers, as_of, timezone, thresholds or Thresholds(), con.name)
-    wide = customer_columns(customers, groups.get("customers", []), ctx)
+    wide = customers.select("customer_id", *PROFILE_COLUMNS)
     sources = source_tables(con, customers, ctx.end)
     counts = window_counts(sources, tags, ctx, customers)
     if counts is not None and state is not None:
@@ -190,8 +216,30 @@ def build_tags(
         for tag in groups.get(name, []):
             if tag.name in by_counts:
                 wide = attach(wide, by_counts[tag.name])
-    wide = wide.select("customer_id", *stored_columns(tags))
-    wide = finish(wide, tags, ctx)
+    return fill(wide.select("customer_id", *base_columns(tags)), tags), ctx
+
+
+def build_tags(
+    con: BaseBackend,
+    as_of: date,
+    *,
+    timezone: str = "Asia/Shanghai",
+    thresholds: Thresholds | None = None,
+    tags: Sequence[Tag] = BUILTIN_TAGS,
+    scratch: str | None = None,
+    state: str | None = None,
+) -> ir.Table:
+    """The wide tag table (customer_id, every tag, stage, value scores) as of the end of ``as_of``,
+    computed in full — the reference every other path (stored versions, the incremental run,
+    other engines) must equal.
+
+    The value scores read the per-customer table twice (ranked among active customers, joined
+    back). Given a ``scratch`` table name, that table is written there first — so the engine
+    aggregates the transactions once — and the caller drops it after materialising the result.
+    Without it the expression stays lazy and the engine may compute the aggregation twice.
+    """
+    base, ctx = build_base(con, as_of, timezone=timezone, thresholds=thresholds, tags=tags, state=state)
+    wide = present(base, tags, ctx)
     if scratch is not None:
         con.create_table(scratch, wide, overwrite=True)
         wide = con.table(scratch)

@@ -9,13 +9,16 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
-from bankgrowth.insight import service, store
+from bankgrowth.errors import Forbidden
+from bankgrowth.insight import imported, service, store
 from bankgrowth.platform import audit
 from bankgrowth.platform.access import Permission, Principal
 from bankgrowth.platform.security import pseudonym
 
 if TYPE_CHECKING:
     from ibis.backends import BaseBackend
+
+    from bankgrowth.warehouse.ingest import LoadReport, ProgressFn
 
 
 def customer_view(
@@ -93,3 +96,71 @@ def export_tags(
         after={"rows": table.num_rows, "path": str(path), "pseudonymized": pseudonymize_with is not None},
     )
     return table.num_rows
+
+
+def import_tag(
+    session: Session,
+    con: BaseBackend,
+    *,
+    principal: Principal,
+    path: Path,
+    name: str,
+    zh: str,
+    en: str,
+    dtype: str = "string",
+    category: str = "finance",
+    description: str = "",
+    encoding: str = "utf-8",
+    timezone: str = "Asia/Shanghai",
+    progress: ProgressFn | None = None,
+) -> LoadReport:
+    """Import a bank's customer → value file as the tag ``name`` (HQ only: a tag covers every
+    branch), audited with what was loaded and rejected."""
+    principal.require(Permission.MANAGE)
+    if not principal.scope.is_root:
+        raise Forbidden("only HQ can import a tag", "只有总行可以导入标签", code="hq_only")
+    report = imported.import_tag(
+        con,
+        path,
+        name=name,
+        zh=zh,
+        en=en,
+        dtype=dtype,
+        category=category,
+        description=description,
+        encoding=encoding,
+        timezone=timezone,
+        progress=progress,
+    )
+    audit.record(
+        session,
+        principal=principal,
+        action="tags.import",
+        object_type="tag",
+        object_id=name,
+        org_id=principal.scope.org_id,
+        outcome="ok" if report.loaded else "rejected",
+        after={
+            "file": str(path),
+            "load_id": report.load_id,
+            "read": report.read,
+            "loaded": report.loaded,
+            "rejected": report.read - report.loaded,
+        },
+    )
+    return report
+
+
+def remove_imported_tag(session: Session, con: BaseBackend, *, principal: Principal, name: str) -> None:
+    principal.require(Permission.MANAGE)
+    if not principal.scope.is_root:
+        raise Forbidden("only HQ can remove a tag", "只有总行可以删除标签", code="hq_only")
+    imported.remove(con, name)
+    audit.record(
+        session,
+        principal=principal,
+        action="tags.remove",
+        object_type="tag",
+        object_id=name,
+        org_id=principal.scope.org_id,
+    )

@@ -15,9 +15,10 @@ window (``as_of - lag``) and the day *leaving* it (``as_of - lag - days``):
   from it again.
 
 Binding tags are recomputed for customers who bound or unbound a card that day, referral tags for
-the referrers of the day's new customers. Profile tags, derived tags, the stage and the value
-scores are computed again for everyone from the tag table itself: they depend on the date or on
-all customers at once (quintiles), but not on the transactions.
+the referrers of the day's new customers; customers whose record changed take their new profile
+columns. Only these customers' rows are written (:func:`bankgrowth.insight.store.write_version`);
+profile tags, derived tags, the stage and the value scores are computed when a version is read,
+from the stored rows and the version's quintile cut points.
 
 Yesterday's stored version and the counts state are only valid if nothing arrived late: the
 service (:func:`bankgrowth.insight.service.run`) compares the source row counts before
@@ -39,23 +40,23 @@ import ibis.expr.types as ir
 from bankgrowth.insight.compute import (
     AGGREGATE_ORDER,
     COUNTED,
+    PROFILE_COLUMNS,
     aggregate,
+    base_columns,
     by_source,
     counted,
     counts_by_value,
-    customer_columns,
-    finish,
+    fill,
     from_counts,
     registered,
     source_tables,
-    stored_columns,
+    stored_aggregates,
     table_of,
     union_all,
     window_counts,
 )
 from bankgrowth.insight.lifecycle import Thresholds
 from bankgrowth.insight.tags import BUILTIN_TAGS, TIME_COLUMN, Agg, Ctx, Tag, context
-from bankgrowth.insight.value import attach_scores, value_scores
 
 if TYPE_CHECKING:
     from ibis.backends import BaseBackend
@@ -204,8 +205,16 @@ def _attach_redo(
     rows = table.filter(table.customer_id.isin(who._rid) & (ts >= ctx.since(m.leave)))
     part = aggregate(rows, [m.tag], ctx).rename({value_col: m.tag.name})
     who = who.mutate(**{flag_col: ibis.literal(True)})
-    who = who.left_join(part, who._rid == part._cid).drop("_cid")
+    who = _scratch(con, f"{name}_values", who.left_join(part, who._rid == part._cid).drop("_cid"))
     return wide.left_join(who, wide.customer_id == who._rid).drop("_rid")
+
+
+def _profile_changes(customers: ir.Table, previous: ir.Table) -> ir.Table:
+    """Customers whose record (a profile column) differs from their stored row."""
+    old = previous.select(_pid=previous.customer_id, **{f"_o_{c}": previous[c] for c in PROFILE_COLUMNS})
+    j = customers.inner_join(old, customers.customer_id == old._pid)
+    differs = functools.reduce(operator.or_, [~j[c].identical_to(j[f"_o_{c}"]) for c in PROFILE_COLUMNS])
+    return j.filter(differs).select(customer_id=j.customer_id.cast("int64"))
 
 
 def build_incremental(
@@ -219,8 +228,9 @@ def build_incremental(
     tags: Sequence[Tag] = BUILTIN_TAGS,
     scratch: str,
 ) -> ir.Table:
-    """The tag table of ``as_of`` from ``previous`` (the stored version of the day before) and
-    the counts table ``state`` (as of the day before; moved to ``as_of`` in place).
+    """The stored rows (customer_id and the base columns) that ``as_of`` changes, from
+    ``previous`` (the stored rows of the day before) and the counts table ``state`` (as of the day
+    before; moved to ``as_of`` in place). Customers not in the result keep yesterday's row.
 
     Small intermediate tables are written to ``scratch`` + suffix; :func:`scratch_tables` lists
     them for the caller to drop after materialising the result.
@@ -231,37 +241,28 @@ def build_incremental(
     ctx = context(customers, as_of, timezone, th, con.name)
     sources = source_tables(con, customers, ctx.end)
     all_moves = moves(tags, th)
-    stateful = [t for t in tags if t.source in AGGREGATE_ORDER]
+    stateful = stored_aggregates(tags)
 
-    # Yesterday's table is the probe side of every join (its many columns are never hashed);
-    # the day's new customers are appended to it as empty rows.
-    prev = previous.select(
-        customer_id=previous.customer_id.cast("int64"), **{f"_p_{t.name}": previous[t.name] for t in stateful}
-    )
     new = customers.filter(customers.registered_on == as_of)
-    new = new.filter(~new.customer_id.isin(prev.customer_id)).select(customer_id=new.customer_id.cast("int64"))
+    new = new.filter(~new.customer_id.isin(previous.customer_id)).select(customer_id=new.customer_id.cast("int64"))
     new_ids = _scratch(con, f"{scratch}_new", new)
-    new = new_ids.mutate(**{c: ibis.null(prev[c].type()) for c in prev.columns if c != "customer_id"})
-    prev = prev.union(new, distinct=False)
-    profile = customer_columns(customers, groups.get("customers", []), ctx).rename(_pid="customer_id")
-    wide = prev.left_join(profile, prev.customer_id == profile._pid).drop("_pid")
-    new_values: dict[str, ir.Value] = {}
+    touched_parts: list[ir.Table] = [new_ids.select("customer_id")]
 
-    # transactions (with the mode tags) and events: move the windows by one day
+    # The moving days of transactions (with the mode tags) and events: the rows entering and
+    # leaving each window, their per-customer aggregates, and the window-count state moved.
+    day_rows: dict[str, tuple[list[Move], ir.Table, ir.Table, ir.Table | None]] = {}
     for source in ("transactions", "events"):
         group = [m for m in all_moves if table_of(m.tag.source) == source]
         if not group:
             continue
         table = sources[source]
         offsets = [k for m in group for k in (m.enter, m.leave) if k is not None]
-        rows_name = f"{scratch}_{source}_days"
         # the day's new customers are computed from all their rows below, not moved
         old_only = table.filter(~table.customer_id.isin(new_ids.customer_id))
-        rows = _scratch(con, rows_name, _day_rows(old_only, TIME_COLUMN[source], ctx, offsets))
-        delta_name = f"{scratch}_{source}_delta"
-        delta = _scratch(con, delta_name, _delta(rows, group, ctx))
-        wide = wide.left_join(delta, wide.customer_id == delta._did).drop("_did")
-
+        rows = _scratch(con, f"{scratch}_{source}_days", _day_rows(old_only, TIME_COLUMN[source], ctx, offsets))
+        delta = _scratch(con, f"{scratch}_{source}_delta", _delta(rows, group, ctx))
+        touched_parts.append(delta.select(customer_id=delta._did))
+        flagged = None
         counts_delta = _counts_delta(rows, group, ctx)
         if counts_delta is not None:
             cd_name = f"{scratch}_{source}_counts_delta"
@@ -275,12 +276,42 @@ def build_incremental(
             for m, part in zip(counted_moves, from_counts(mine, [m.tag for m in counted_moves]), strict=True):
                 part = part.rename({f"_r_{m.tag.name}": m.tag.name})
                 flagged = flagged.left_join(part, flagged._tid == part._cid).drop("_cid")
-            wide = wide.left_join(flagged, wide.customer_id == flagged._tid).drop("_tid")
+            flagged = _scratch(con, f"{scratch}_{source}_counted", flagged)
+        day_rows[source] = (group, table, delta, flagged)
 
+    # bindings: the customers who bound or unbound a card that day; referrals: the referrers of
+    # the day's new customers; and everyone whose customer record changed
+    bindings = sources["bindings"]
+    day_start = ctx.since(1)
+    changed = bindings.filter(
+        ((bindings.bound_at >= day_start) & (bindings.bound_at < ctx.end))
+        | ((bindings.unbound_at >= day_start) & (bindings.unbound_at < ctx.end))
+    ).select(customer_id=bindings.customer_id.cast("int64"))
+    new_referred = customers.filter((customers.registered_on == as_of) & customers.referrer_id.notnull())
+    refreshed = {"bindings": changed, "referrals": new_referred.select(customer_id=new_referred.referrer_id)}
+    touched_parts += list(refreshed.values())
+    touched_parts.append(_profile_changes(customers.select("customer_id", *PROFILE_COLUMNS), previous))
+    touched_ids = union_all([p.select(customer_id=p.customer_id.cast("int64")) for p in touched_parts])
+    assert touched_ids is not None
+    touched = _scratch(con, f"{scratch}_touched", touched_ids.distinct())
+
+    # Yesterday's rows of the touched customers, the day's new customers as empty rows, and the
+    # current customer record of each
+    prev = previous.filter(previous.customer_id.isin(touched.customer_id))
+    prev = prev.select(customer_id=prev.customer_id.cast("int64"), **{f"_p_{t.name}": prev[t.name] for t in stateful})
+    new = new_ids.mutate(**{c: ibis.null(prev[c].type()) for c in prev.columns if c != "customer_id"})
+    prev = prev.union(new, distinct=False)
+    profile = customers.select(_pid=customers.customer_id, **{c: customers[c] for c in PROFILE_COLUMNS})
+    wide = prev.inner_join(profile, prev.customer_id == profile._pid).drop("_pid")
+    new_values: dict[str, ir.Value] = {}
+
+    for group, table, delta, flagged in day_rows.values():
+        wide = wide.left_join(delta, wide.customer_id == delta._did).drop("_did")
+        if flagged is not None:
+            wide = wide.left_join(flagged, wide.customer_id == flagged._tid).drop("_tid")
         for m in group:
             if m.how == "redo":
                 wide = _attach_redo(con, m, table, delta, previous, wide, ctx, f"{scratch}_{m.tag.name}_redo")
-
         for m in group:
             name, prev_v = m.tag.name, wide[f"_p_{m.tag.name}"]
             if m.how == "add":
@@ -303,17 +334,8 @@ def build_incremental(
                     kept = _combine(m.agg.fn, prev_v, entered)
                 value = ibis.ifelse(wide[f"_in_{name}"].notnull(), wide[f"_r_{name}"], kept)
             new_values[name] = value
-    # bindings: recompute the customers whose bindings changed that day; referrals: the referrers
-    # of the day's new customers
-    bindings = sources["bindings"]
-    day_start = ctx.since(1)
-    changed = bindings.filter(
-        ((bindings.bound_at >= day_start) & (bindings.bound_at < ctx.end))
-        | ((bindings.unbound_at >= day_start) & (bindings.unbound_at < ctx.end))
-    ).select("customer_id")
-    new_referred = customers.filter((customers.registered_on == as_of) & customers.referrer_id.notnull())
-    touched = {"bindings": changed, "referrals": new_referred.select(customer_id=new_referred.referrer_id)}
-    for source, who in touched.items():
+
+    for source, who in refreshed.items():
         refresh = groups.get(source, [])
         if not refresh:
             continue
@@ -322,7 +344,7 @@ def build_incremental(
         part = part.rename({f"_r_{t.name}": t.name for t in refresh})
         flag = f"_in_{source}"
         ids = who.distinct().select(_rid="customer_id").mutate(**{flag: ibis.literal(True)})
-        redone = ids.left_join(part, ids._rid == part._cid).drop("_cid")
+        redone = _scratch(con, f"{scratch}_{source}_values", ids.left_join(part, ids._rid == part._cid).drop("_cid"))
         wide = wide.left_join(redone, wide.customer_id == redone._rid).drop("_rid")
         for t in refresh:
             new_values[t.name] = ibis.ifelse(wide[flag].notnull(), wide[f"_r_{t.name}"], wide[f"_p_{t.name}"])
@@ -345,16 +367,16 @@ def build_incremental(
         for part in parts:
             part = part.rename({f"_f_{c}": c for c in part.columns if c != "_cid"})
             fresh = fresh.left_join(part, fresh._fid == part._cid).drop("_cid")
+        fresh = _scratch(con, f"{scratch}_new_values", fresh)
         wide = wide.left_join(fresh, wide.customer_id == fresh._fid).drop("_fid")
         for t in stateful:
-            new_values[t.name] = ibis.ifelse(wide._in_new.notnull(), wide[f"_f_{t.name}"], new_values[t.name])
+            current = new_values.get(t.name, wide[f"_p_{t.name}"])
+            new_values[t.name] = ibis.ifelse(wide._in_new.notnull(), wide[f"_f_{t.name}"], current)
 
-    wide = wide.mutate(**new_values).select("customer_id", *stored_columns(tags))
-    wide = finish(wide, tags, ctx)
-    # Rank the value scores on a narrow projection (the engine reads only the columns they need
-    # from yesterday's table) rather than materialising the wide table twice.
-    scores_name = f"{scratch}_scores"
-    return attach_scores(wide, _scratch(con, scores_name, value_scores(wide)))
+    for t in stateful:
+        new_values.setdefault(t.name, wide[f"_p_{t.name}"])
+    wide = wide.mutate(**new_values).select("customer_id", *base_columns(tags))
+    return fill(wide, tags)
 
 
 def scratch_tables(con: BaseBackend, scratch: str) -> list[str]:

@@ -4,8 +4,9 @@ customer view. Front ends call these; they return plain values."""
 from __future__ import annotations
 
 import hashlib
+import inspect
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -14,11 +15,11 @@ from zoneinfo import ZoneInfo
 import ibis
 
 from bankgrowth.errors import NotFound
-from bankgrowth.insight import store
-from bankgrowth.insight.compute import build_tags
+from bankgrowth.insight import imported, store
+from bankgrowth.insight.compute import build_base
 from bankgrowth.insight.incremental import build_incremental, scratch_tables
 from bankgrowth.insight.lifecycle import STAGE_CODES, STAGES, Thresholds
-from bankgrowth.insight.tags import BUILTIN_TAGS, Tag
+from bankgrowth.insight.tags import BUILTIN_TAGS, Agg, Tag
 from bankgrowth.insight.value import VALUE_TIERS
 from bankgrowth.platform.access import Scope
 from bankgrowth.platform.privacy import mask_row
@@ -57,6 +58,11 @@ COMPUTED_TAGS: tuple[Tag, ...] = (
 CATALOG: tuple[Tag, ...] = BUILTIN_TAGS + COMPUTED_TAGS
 
 
+def catalog_tags(con: BaseBackend) -> list[Tag]:
+    """Every tag a version shows: the declared and computed ones, then the imported ones."""
+    return [*CATALOG, *(i.tag for i in imported.imported(con))]
+
+
 @dataclass
 class RunReport:
     as_of: date
@@ -67,6 +73,8 @@ class RunReport:
     distribution: list[StageCount]
     mode: str = "full"  # "full" or "incremental"
     reason: str = ""  # why a full run was needed
+    changed: int = 0  # customers whose stored row was (re)written
+    replaced: list[date] = field(default_factory=list)  # versions from as_of on, run again
 
 
 @dataclass(frozen=True)
@@ -85,9 +93,25 @@ def last_data_day(con: BaseBackend, timezone: str) -> date | None:
     return value
 
 
+def _stable(value: object) -> str:
+    """A text for ``value`` that is the same in every process: a function by its source and the
+    values it closes over (``repr`` of a function holds its memory address)."""
+    if isinstance(value, Agg):
+        parts = [_stable(getattr(value, f.name)) for f in fields(value)]
+        return f"Agg({', '.join(parts)})"
+    if callable(value):
+        try:
+            text = inspect.getsource(value).strip()  # type: ignore[arg-type]
+        except (OSError, TypeError):
+            text = getattr(value, "__qualname__", type(value).__name__)
+        cells = getattr(value, "__closure__", None) or ()
+        return text + "".join(f"|{_stable(c.cell_contents)}" for c in cells)
+    return repr(value)
+
+
 def _fingerprint(settings: Settings, tags: tuple[Tag, ...]) -> str:
     """What the stored state depends on: the tag declarations, thresholds and business timezone."""
-    declared = [(t.name, t.source, repr(t.agg) if t.agg else t.dtype) for t in tags]
+    declared = [(t.name, t.source, t.dtype, _stable(t.expr), t.fill) for t in tags]
     text = repr((declared, Thresholds.from_settings(settings), settings.timezone))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -96,7 +120,7 @@ def _incremental_blocker(con: BaseBackend, day: date, fingerprint: str, timezone
     """Why ``day`` cannot be computed incrementally, or "" if it can."""
     previous = day - timedelta(days=1)
     tables = con.list_tables()
-    if store.version_table(previous) not in tables:
+    if previous not in store.versions(con):
         return f"no stored version of {previous}"
     if store.STATE not in tables:
         return "no window-count state yet"
@@ -135,25 +159,34 @@ def run(
     fingerprint = _fingerprint(settings, tags)
     reason = "asked for (--full)" if full else _incremental_blocker(con, day, fingerprint, settings.timezone)
     scratch = f"_tags_work_{day:%Y%m%d}"
+    replaced = store.rewind(con, day)
+    if replaced and not reason:
+        reason = f"versions from {day} on are replaced"
     store.mark_state(con, None)  # the state is in flux until this run's version is written
     try:
         if reason:
-            expr = build_tags(
-                con, day, timezone=settings.timezone, thresholds=th, tags=tags, scratch=scratch, state=store.STATE
-            )
+            rows, _ = build_base(con, day, timezone=settings.timezone, thresholds=th, tags=tags, state=store.STATE)
         else:
-            previous = store.tags_table(con, day - timedelta(days=1))
-            expr = build_incremental(
+            rows = build_incremental(
                 con,
                 day,
-                previous,
+                store.stored_rows(con, day - timedelta(days=1)),
                 state=store.STATE,
                 timezone=settings.timezone,
                 thresholds=th,
                 tags=tags,
                 scratch=scratch,
             )
-        rows = store.write_version(con, day, expr)
+        customers, changed = store.write_version(
+            con,
+            day,
+            rows,
+            complete=bool(reason),
+            timezone=settings.timezone,
+            thresholds=th,
+            tags=tags,
+            scratch=scratch,
+        )
     finally:
         for name in [scratch, *scratch_tables(con, scratch)]:
             con.drop_table(name, force=True)
@@ -163,7 +196,18 @@ def run(
     mode = "full" if reason else "incremental"
     seconds = time.perf_counter() - started
     store.log_run(con, day, mode, reason, fingerprint, seconds, store.source_counts(con, day, settings.timezone))
-    return RunReport(day, rows, seconds, transitions, pruned, lifecycle_distribution(con, day), mode, reason)
+    return RunReport(
+        day,
+        customers,
+        seconds,
+        transitions,
+        pruned,
+        lifecycle_distribution(con, day),
+        mode,
+        reason,
+        changed,
+        replaced,
+    )
 
 
 def scoped(con: BaseBackend, t: ibis.Table, scope: Scope | None) -> ibis.Table:
@@ -178,7 +222,10 @@ def scoped(con: BaseBackend, t: ibis.Table, scope: Scope | None) -> ibis.Table:
 def lifecycle_distribution(
     con: BaseBackend, as_of: date | None = None, *, scope: Scope | None = None
 ) -> list[StageCount]:
-    t = scoped(con, store.tags_table(con, as_of), scope)
+    day = as_of or store.latest(con)
+    if day is None:
+        raise LookupError("no tag version yet; run `bankgrowth insight run`")
+    t = scoped(con, store.stages(con, day), scope)
     counts = dict(_pairs(t, "stage"))
     total = sum(counts.values()) or 1
     return [StageCount(s.code, s.zh, s.en, counts.get(s.code, 0), counts.get(s.code, 0) / total) for s in STAGES]
@@ -203,8 +250,8 @@ class Matrix:
 
 def transition_matrix(con: BaseBackend, start: date, end: date, *, scope: Scope | None = None) -> Matrix:
     """Stage on ``start`` (rows) × stage on ``end`` (columns); both days need a stored version."""
-    a = store.tags_table(con, start).select(_cid="customer_id", _from="stage")
-    b = scoped(con, store.tags_table(con, end), scope).select("customer_id", _to="stage")
+    a = store.stages(con, start).select(_cid="customer_id", _from="stage")
+    b = scoped(con, store.stages(con, end), scope).select("customer_id", _to="stage")
     j = b.left_join(a, b.customer_id == a._cid)
     j = j.mutate(_from=j._from.fill_null("new"))
     rows = j.group_by(["_from", "_to"]).aggregate(n=j.count()).to_pyarrow().to_pylist()
@@ -235,7 +282,7 @@ def catalog(
 ) -> list[TagStats]:
     """Coverage and distribution of every tag (or of ``names``) in a stored version."""
     t = scoped(con, store.tags_table(con, as_of), scope)
-    wanted = [tag for tag in CATALOG if names is None or tag.name in names]
+    wanted = [tag for tag in catalog_tags(con) if names is None or tag.name in names]
     unknown = set(names or []) - {tag.name for tag in wanted}
     if unknown:
         listed = ", ".join(sorted(unknown))

@@ -1,25 +1,55 @@
 """Versioned tag tables and the lifecycle transition log in the warehouse.
 
-Each nightly run writes one wide table per as-of day, ``tags_YYYYMMDD``; the set of such tables
-is the version list, and versions older than the retention window are dropped. Stage changes
-between consecutive versions are appended to ``lifecycle_transitions`` (customer, from, to,
-as_of), which is kept for good: it is small, and it is the customers' stage history.
+A tag version exists for each as-of day a run wrote, back to the retention window. Versions are
+not stored as one wide table per day — writing 2M wide rows costs a tenth of a full run on its
+own — but as one history of validity intervals, ``tag_history``: a row holds a customer's stored
+values (profile columns and aggregate tags) from ``valid_from`` until the day before
+``valid_to`` (NULL: still current). A nightly run closes and re-inserts only the customers whose
+values changed that day, so its write follows the day's data.
+
+Reading a version (:func:`tags_table`) selects the rows valid on that day and computes the rest
+on the fly: profile tags (age and tenure move with the date), derived tags, the stage, and the
+value scores from the quintile cut points stored with the version in ``tag_versions`` (which also
+records the thresholds and timezone the version was computed with).
+
+Stage changes between consecutive versions are appended to ``lifecycle_transitions`` (customer,
+from, to, as_of), which is kept for good: it is small, and it is the customers' stage history.
 """
 
 from __future__ import annotations
 
-import re
+import json
+from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import ibis
 import ibis.expr.types as ir
 
-from bankgrowth.insight.tags import end_of_day
+from bankgrowth.insight import imported
+from bankgrowth.insight.compute import base_columns, present
+from bankgrowth.insight.lifecycle import Thresholds, stage_expr
+from bankgrowth.insight.tags import BUILTIN_TAGS, Tag, context, end_of_day
+from bankgrowth.insight.value import SCORED, cut_points, scores_from_cuts
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from ibis.backends import BaseBackend
 
+HISTORY = "tag_history"
+VERSIONS = "tag_versions"
+VERSIONS_SCHEMA = ibis.schema(
+    {
+        "as_of": "date",
+        "customers": "int64",
+        "changed": "int64",
+        "timezone": "string",
+        "thresholds": "string",
+        "cuts": "string",
+        "written_at": "timestamp('UTC')",
+    }
+)
 TRANSITIONS = "lifecycle_transitions"
 STATE = "tag_window_counts"  # per-(tag, customer, value) window counts: the incremental run's state
 STATE_DAY = "tag_window_counts_day"  # the as-of day the state holds; NULL while a run is moving it
@@ -42,21 +72,14 @@ RUNS_SCHEMA = ibis.schema(
 TRANSITIONS_SCHEMA = ibis.schema(
     {"customer_id": "int64", "from_stage": "string", "to_stage": "string", "as_of": "date"}
 )
-_VERSION = re.compile(r"^tags_(\d{8})$")
-
-
-def version_table(as_of: date) -> str:
-    return f"tags_{as_of:%Y%m%d}"
 
 
 def versions(con: BaseBackend) -> list[date]:
-    """As-of days with a stored tag table, oldest first."""
-    found = []
-    for name in con.list_tables():
-        m = _VERSION.match(name)
-        if m:
-            found.append(datetime.strptime(m.group(1), "%Y%m%d").date())  # noqa: DTZ007 - a date, no time
-    return sorted(found)
+    """As-of days with a stored tag version, oldest first."""
+    if VERSIONS not in con.list_tables():
+        return []
+    v = con.table(VERSIONS)
+    return sorted(v.as_of.to_pyarrow().to_pylist())
 
 
 def latest(con: BaseBackend) -> date | None:
@@ -64,47 +87,161 @@ def latest(con: BaseBackend) -> date | None:
     return found[-1] if found else None
 
 
-def tags_table(con: BaseBackend, as_of: date | None = None) -> ir.Table:
-    """The stored tag table of ``as_of`` (default: the latest); LookupError if there is none."""
-    day = as_of or latest(con)
-    if day is None or version_table(day) not in con.list_tables():
-        raise LookupError(
-            f"no tag version for {day or 'any day'}; run `bankgrowth insight run`" + (f" --as-of {day}" if day else "")
+def _missing(day: date | None) -> LookupError:
+    return LookupError(
+        f"no tag version for {day or 'any day'}; run `bankgrowth insight run`" + (f" --as-of {day}" if day else "")
+    )
+
+
+def _version(con: BaseBackend, day: date | None) -> dict[str, Any]:
+    day = day or latest(con)
+    if day is None or VERSIONS not in con.list_tables():
+        raise _missing(day)
+    v = con.table(VERSIONS)
+    rows = v.filter(v.as_of == day).to_pyarrow().to_pylist()
+    if not rows:
+        raise _missing(day)
+    return rows[0]
+
+
+def stored_rows(con: BaseBackend, day: date) -> ir.Table:
+    """The stored rows valid on ``day``: customer_id and the base columns."""
+    h = con.table(HISTORY)
+    valid = h.filter(h.valid_from <= day, h.valid_to.isnull() | (h.valid_to > day))
+    return valid.drop("valid_from", "valid_to")
+
+
+def _decode_cuts(text: str) -> dict[str, list[tuple[Any, int]]]:
+    raw = json.loads(text)
+    out: dict[str, list[tuple[Any, int]]] = {}
+    for score, pairs in raw.items():
+        timestamp = SCORED[score] == "last_txn_at"
+        out[score] = [(datetime.fromisoformat(v) if timestamp else v, k) for v, k in pairs]
+    return out
+
+
+def _encode_cuts(cuts: dict[str, list[tuple[Any, int]]]) -> str:
+    return json.dumps(
+        {s: [(v.isoformat() if isinstance(v, datetime) else v, k) for v, k in pairs] for s, pairs in cuts.items()}
+    )
+
+
+def tags_table(con: BaseBackend, as_of: date | None = None, tags: Sequence[Tag] = BUILTIN_TAGS) -> ir.Table:
+    """The tag table of ``as_of`` (default: the latest version) — every tag, the stage and the
+    value scores as the full run computed them, then the imported tags' current values;
+    LookupError if there is no such version."""
+    version = _version(con, as_of)
+    day = version["as_of"]
+    th = Thresholds(**json.loads(version["thresholds"]))
+    base = stored_rows(con, day)
+    ctx = context(base, day, version["timezone"], th, con.name)
+    return imported.attach(con, scores_from_cuts(present(base, tags, ctx), _decode_cuts(version["cuts"])))
+
+
+def stages(con: BaseBackend, day: date) -> ir.Table:
+    """(customer_id, stage) on ``day``, read from the stored rows alone."""
+    version = _version(con, day)
+    base = stored_rows(con, day)
+    end = ibis.literal(end_of_day(day, version["timezone"]), type="timestamp('UTC')")
+    th = Thresholds(**json.loads(version["thresholds"]))
+    return base.select("customer_id", stage=stage_expr(base, end, th))
+
+
+def _sql(con: BaseBackend, *statements: str) -> None:
+    """Run ``statements`` as one DuckDB transaction: all of them happen, or none."""
+    con.raw_sql("BEGIN TRANSACTION; " + "; ".join(statements) + "; COMMIT")  # type: ignore[attr-defined]
+
+
+def _ensure_history(con: BaseBackend, columns: ir.Table) -> None:
+    if HISTORY not in con.list_tables():
+        schema = ibis.schema(
+            {"customer_id": "int64", "valid_from": "date", "valid_to": "date"}
+            | {c: t for c, t in columns.schema().items() if c != "customer_id"}
         )
-    return con.table(version_table(day))
+        con.create_table(HISTORY, schema=schema)
+    if VERSIONS not in con.list_tables():
+        con.create_table(VERSIONS, schema=VERSIONS_SCHEMA)
 
 
-def write_version(con: BaseBackend, as_of: date, expr: ir.Table) -> int:
-    """Materialise ``expr`` as the version of ``as_of`` (replacing one written before)."""
-    name = version_table(as_of)
-    con.create_table(name, expr, overwrite=True)
-    return int(con.table(name).count().to_pyarrow().as_py())
+def rewind(con: BaseBackend, day: date) -> list[date]:
+    """Forget every version from ``day`` on (a run of ``day`` replaces its own and invalidates the
+    later ones); returns the days forgotten."""
+    gone = [d for d in versions(con) if d >= day]
+    if not gone:
+        return []
+    _sql(
+        con,
+        f"DELETE FROM {HISTORY} WHERE valid_from >= DATE '{day}'",
+        f"UPDATE {HISTORY} SET valid_to = NULL WHERE valid_to >= DATE '{day}'",
+        f"DELETE FROM {VERSIONS} WHERE as_of >= DATE '{day}'",
+        f"DELETE FROM {TRANSITIONS} WHERE as_of >= DATE '{day}'" if TRANSITIONS in con.list_tables() else "SELECT 1",
+    )
+    return gone
+
+
+def write_version(
+    con: BaseBackend,
+    day: date,
+    rows: ir.Table,
+    *,
+    complete: bool,
+    timezone: str,
+    thresholds: Thresholds,
+    tags: Sequence[Tag] = BUILTIN_TAGS,
+    scratch: str,
+) -> tuple[int, int]:
+    """Store the version of ``day`` (after the latest one; see :func:`rewind`).
+
+    ``rows`` are the stored rows (customer_id and the base columns) of every customer
+    (``complete``) or of those whose values may have changed since the latest version. They are
+    written to ``scratch`` first; then, in one transaction, the customers' open rows are closed
+    and theirs inserted. Returns (customers in the version, rows written)."""
+    columns = base_columns(tags)
+    con.create_table(scratch, rows.select("customer_id", *columns), overwrite=True)
+    _ensure_history(con, con.table(scratch))
+    names = ", ".join(f'"{c}"' for c in columns)
+    which = "" if complete else f" AND customer_id IN (SELECT customer_id FROM {scratch})"
+    _sql(
+        con,
+        f"UPDATE {HISTORY} SET valid_to = DATE '{day}' WHERE valid_to IS NULL{which}",
+        f"INSERT INTO {HISTORY} (customer_id, valid_from, valid_to, {names}) "
+        f"SELECT customer_id, DATE '{day}', NULL, {names} FROM {scratch}",
+    )
+    written = int(con.table(scratch).count().to_pyarrow().as_py())
+    base = stored_rows(con, day)
+    cuts = cut_points(base)  # the scored tags are stored ones
+    customers = int(base.count().to_pyarrow().as_py())
+    row = {
+        "as_of": day,
+        "customers": customers,
+        "changed": written,
+        "timezone": timezone,
+        "thresholds": json.dumps(asdict(thresholds)),
+        "cuts": _encode_cuts(cuts),
+        "written_at": datetime.now(UTC),
+    }
+    con.insert(VERSIONS, ibis.memtable([row], schema=VERSIONS_SCHEMA))
+    return customers, written
 
 
 def record_transitions(con: BaseBackend, as_of: date) -> int:
-    """Append the stage changes from the day before to ``as_of``; rerunning a day replaces its rows."""
+    """Append the stage changes from the day before to ``as_of`` (nothing when the day before has
+    no version); returns how many."""
     if TRANSITIONS not in con.list_tables():
         con.create_table(TRANSITIONS, schema=TRANSITIONS_SCHEMA)
     previous = as_of - timedelta(days=1)
-    log = con.table(TRANSITIONS)
-    kept = log.filter(log.as_of != as_of)
-    if version_table(previous) in con.list_tables():
-        before = con.table(version_table(previous)).select(_cid="customer_id", from_stage="stage")
-        after = con.table(version_table(as_of)).select("customer_id", to_stage="stage")
-        joined = after.left_join(before, after.customer_id == before._cid)
-        changes = joined.filter(joined.from_stage.isnull() | (joined.from_stage != joined.to_stage)).select(
-            "customer_id",
-            from_stage=joined.from_stage.fill_null("new"),
-            to_stage=joined.to_stage,
-            as_of=ibis.literal(as_of),
-        )
-        new_log = kept.union(changes)
-    else:
-        new_log = kept
-    scratch = f"_{TRANSITIONS}_next"
-    con.create_table(scratch, new_log, overwrite=True)
-    con.create_table(TRANSITIONS, con.table(scratch), overwrite=True)
-    con.drop_table(scratch, force=True)
+    if previous not in versions(con):
+        return 0
+    before = stages(con, previous).select(_cid="customer_id", from_stage="stage")
+    after = stages(con, as_of).select("customer_id", to_stage="stage")
+    joined = after.left_join(before, after.customer_id == before._cid)
+    changes = joined.filter(joined.from_stage.isnull() | (joined.from_stage != joined.to_stage)).select(
+        "customer_id",
+        from_stage=joined.from_stage.fill_null("new"),
+        to_stage=joined.to_stage,
+        as_of=ibis.literal(as_of),
+    )
+    con.insert(TRANSITIONS, changes)
     log = con.table(TRANSITIONS)
     return int(log.filter(log.as_of == as_of).count().to_pyarrow().as_py())
 
@@ -163,12 +300,17 @@ def logged_run(con: BaseBackend, as_of: date) -> dict[str, Any] | None:
 
 
 def prune(con: BaseBackend, keep_days: int) -> list[date]:
-    """Drop tag versions more than ``keep_days`` older than the newest; returns the dropped days."""
+    """Forget tag versions more than ``keep_days`` older than the newest, and the history rows
+    no kept version can see; returns the forgotten days."""
     found = versions(con)
     if not found:
         return []
     cutoff = found[-1] - timedelta(days=keep_days - 1)
     dropped = [d for d in found if d < cutoff]
-    for d in dropped:
-        con.drop_table(version_table(d), force=True)
+    if dropped:
+        _sql(
+            con,
+            f"DELETE FROM {HISTORY} WHERE valid_to <= DATE '{cutoff}'",
+            f"DELETE FROM {VERSIONS} WHERE as_of < DATE '{cutoff}'",
+        )
     return dropped

@@ -43,7 +43,7 @@ Category = Literal[
     "profile",
 ]
 Kind = Literal["rule", "statistical", "model", "imported"]
-Source = Literal["customers", "transactions", "bindings", "events", "referrals", "mode", "derived"]
+Source = Literal["customers", "transactions", "bindings", "events", "referrals", "mode", "derived", "imported"]
 NEEDS: tuple[str, ...] = ("clothing", "food", "housing", "travel", "leisure", "health", "finance")
 NEED_ZH = {
     "clothing": "衣",

@@ -9,7 +9,10 @@ no score, segment ``none`` and tier ``none``. Each score is a quintile, 1 (worst
 - **C** contribution — spending plus money withdrawn back to the card in 365 days (RFC).
 
 Quintiles are ``ntile(5)`` over the score's value, ties broken by customer id, so they are
-deterministic and identical on every engine.
+deterministic and identical on every engine. A stored tag version keeps, per score, the four
+(value, customer id) pairs where quintiles 2-5 begin (:func:`cut_points`); a customer's score is
+then 1 + the number of those pairs at or below their own (:func:`scores_from_cuts`) — exactly the
+``ntile`` result, without ranking everyone again on each read.
 
 RFM segment (a deterministic map of the R and F scores, the widely used R×F grid):
 
@@ -33,6 +36,10 @@ Value tier by M score: ``high`` (5), ``medium`` (3-4), ``low`` (1-2), ``none`` (
 """
 
 from __future__ import annotations
+
+import functools
+import operator
+from typing import Any
 
 import ibis
 import ibis.expr.types as ir
@@ -100,6 +107,55 @@ def _quintile(value: ir.Value, key: ir.Value) -> ir.IntegerValue:
     return (ibis.ntile(5).over(order_by=[value, key]) + 1).cast("int64")
 
 
+SCORED: dict[str, str] = {
+    "rfm_r": "last_txn_at",
+    "rfm_f": "txn_count_365d",
+    "rfm_m": "txn_amount_365d",
+    "rfc_c": "contribution_365d",
+}
+"""Each score and the tag it ranks."""
+
+
+def ntile_starts(n: int, buckets: int = 5) -> list[int]:
+    """0-based positions where buckets 2.. begin under SQL ``ntile`` over ``n`` rows (the first
+    ``n % buckets`` buckets hold one row more); positions past the end are left out."""
+    q, r = divmod(n, buckets)
+    starts = [k * q + min(k, r) for k in range(1, buckets)]
+    return [p for p in starts if p < n]
+
+
+def cut_points(w: ir.Table) -> dict[str, list[tuple[Any, int]]]:
+    """Per score, the (value, customer id) pairs where its quintiles 2-5 begin, ranked among the
+    active customers of ``w`` (one sort of the active customers per score)."""
+    active = w.filter(w.txn_count_365d > 0)
+    n = int(active.count().to_pyarrow().as_py())
+    starts = ntile_starts(n)
+    out: dict[str, list[tuple[Any, int]]] = {}
+    for score, column in SCORED.items():
+        if not starts:
+            out[score] = []
+            continue
+        pos = ibis.row_number().over(order_by=[active[column], active.customer_id])
+        ranked = active.select("customer_id", _v=active[column], _pos=pos)
+        rows = ranked.filter(ranked._pos.isin(starts)).order_by("_pos").to_pyarrow().to_pylist()
+        out[score] = [(r["_v"], int(r["customer_id"])) for r in rows]
+    return out
+
+
+def scores_from_cuts(w: ir.Table, cuts: dict[str, list[tuple[Any, int]]]) -> ir.Table:
+    """``w`` with the value scores given by stored :func:`cut_points` (nothing re-ranked)."""
+    active = w.txn_count_365d > 0
+    scores: dict[str, ir.Value] = {}
+    for score, column in SCORED.items():
+        v, cid = w[column], w.customer_id
+        at_or_above = [
+            ibis.ifelse((v > value) | ((v == value) & (cid >= key)), 1, 0) for value, key in cuts.get(score, [])
+        ]
+        total = functools.reduce(operator.add, at_or_above, ibis.literal(1))
+        scores[score] = ibis.ifelse(active, total, ibis.null()).cast("int64")
+    return _named(w.mutate(**scores))
+
+
 def value_scores(w: ir.Table) -> ir.Table:
     """``rfm_r``, ``rfm_f``, ``rfm_m``, ``rfc_c`` per active customer (keyed ``_cid``).
 
@@ -118,7 +174,11 @@ def value_scores(w: ir.Table) -> ir.Table:
 
 def attach_scores(w: ir.Table, scores: ir.Table) -> ir.Table:
     """Join :func:`value_scores` back and add ``rfm_score``, ``rfm_segment``, ``value_tier``."""
-    joined = w.left_join(scores, w.customer_id == scores._cid).drop("_cid")
+    return _named(w.left_join(scores, w.customer_id == scores._cid).drop("_cid"))
+
+
+def _named(joined: ir.Table) -> ir.Table:
+    """Add ``rfm_score``, ``rfm_segment`` and ``value_tier`` from the four scores."""
     return joined.mutate(
         rfm_score=(joined.rfm_r * 100 + joined.rfm_f * 10 + joined.rfm_m).cast("int64"),
         rfm_segment=segment_expr(joined.rfm_r, joined.rfm_f),

@@ -67,8 +67,8 @@ def grid(con: WarehouseDep, principal: Reader, as_of: AsOf = None) -> MatrixRead
 
 
 @router.get("/tags", response_model=list[TagRead], summary="The tag catalog's definitions (标签目录)")
-def list_tags(principal: TagReader) -> list[TagRead]:
-    return [TagRead(**_tag(t)) for t in service.CATALOG]
+def list_tags(con: WarehouseDep, principal: TagReader) -> list[TagRead]:
+    return [TagRead(**_tag(t)) for t in service.catalog_tags(con)]
 
 
 @router.get("/tags/{name}", response_model=TagStatsRead, summary="One tag: coverage and distribution in my subtree")

@@ -465,19 +465,25 @@ def load_file(
     timezone: str = "Asia/Shanghai",
     progress: ProgressFn | None = None,
     keep_problems: int = 20,
+    spec: TableSpec | None = None,
+    into: str | None = None,
 ) -> LoadReport:
-    """Validate ``path`` and load its good rows into the canonical ``table``."""
+    """Validate ``path`` and load its good rows into the canonical ``table``.
+
+    Other data validated the same way (a bank's imported tag, say) passes its own ``spec`` and,
+    to load into a fresh table rather than the spec's, ``into``; such a load is never skipped as
+    a file already loaded."""
     path = Path(path)
     if not path.exists():
         raise IngestFileError(f"{path}: no such file")
-    spec = _spec_for(path, table)
+    spec = spec or _spec_for(path, table)
     fmt = _format_of(path)
     fingerprint = _fingerprint(path)
     load_id = uuid.uuid4().hex[:12]
     report = LoadReport(file=str(path), table=spec.name, load_id=load_id)
     loads = con.table(schema.LOADS)
     seen = loads.filter((loads.fingerprint == fingerprint) & (loads.table_name == spec.name)).limit(1).to_pyarrow()
-    if seen.num_rows:
+    if seen.num_rows and into is None:
         prior = seen.to_pylist()[0]
         report.already_loaded = True
         report.load_id = prior["load_id"]
@@ -541,7 +547,7 @@ def load_file(
         if fmt == "csv":
             _truncation_warning(path, report)
         dup_lines: set[int] = set()
-        _apply_set_rules(con, spec, stage, quarantine_problems, bad_lines, dup_lines, report)
+        _apply_set_rules(con, spec, stage, quarantine_problems, bad_lines, dup_lines, report, into or spec.name)
         report.duplicates = len(dup_lines)
         report.quarantined = len(bad_lines - dup_lines)
         _flush_quarantine(con, quarantine)
@@ -599,11 +605,12 @@ def _apply_set_rules(
     bad_lines: set[int],
     dup_lines: set[int],
     report: LoadReport,
+    into: str,
 ) -> None:
-    """Duplicates, conflicts and references, decided in the warehouse; then the insert."""
+    """Duplicates, conflicts and references, decided in the warehouse; then the insert into ``into``."""
     pk = spec.primary_key
     stage = con.table(stage_name)
-    target = con.table(spec.name)
+    target = con.table(into)
     data_cols = spec.column_names
     rejected: list[pa.Table] = []  # (_line, reason columns) of rows not to insert
 
@@ -678,7 +685,7 @@ def _apply_set_rules(
         drop = ibis.memtable(pa.concat_tables(rejected).combine_chunks())
         good = stage.anti_join(drop, stage._line == drop._line)
     report.loaded = int(good.count().to_pyarrow().as_py())
-    con.insert(spec.name, good.select(*data_cols))
+    con.insert(into, good.select(*data_cols))
 
 
 def _all_identical(t: ibis.Table, cols: list[str], prefix: str = "_f_") -> ibis.ir.BooleanValue:
