@@ -128,3 +128,27 @@ def test_prune_keeps_the_retention_window(insight_run) -> None:
     con, *_ = insight_run
     dropped = store.prune(con, keep_days=1)
     assert dropped == [date(2026, 10, 30)] and store.versions(con) == [date(2026, 10, 31)]
+
+
+def test_a_tag_added_later_becomes_a_column_and_older_versions_still_read(loaded_bank, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    from bankgrowth.config import Settings
+
+    path = tmp_path / "w.duckdb"
+    shutil.copy(loaded_bank, path)
+    con = engine.connect(f"duckdb:///{path}")
+    settings = Settings(data_dir=tmp_path)
+    try:
+        # given: a history written before ``referrals_made`` existed
+        fewer = tuple(t for t in BUILTIN_TAGS if t.name != "referrals_made")
+        first = service.run(con, settings, as_of=date(2026, 10, 30), tags=fewer)
+        # when: the next night runs with it
+        report = service.run(con, settings, as_of=date(2026, 10, 31))
+        # then: definitions changed, so a full run; the new version has the tag, the old one reads
+        assert report.mode == "full" and "definitions" in report.reason
+        assert store.tags_table(con).referrals_made.max().to_pyarrow().as_py() > 0
+        old = store.tags_table(con, date(2026, 10, 30), tags=fewer).to_pyarrow()
+        assert old.num_rows == first.customers > 0 and "referrals_made" not in old.column_names
+    finally:
+        con.disconnect()

@@ -152,13 +152,25 @@ def _sql(con: BaseBackend, *statements: str) -> None:
     con.raw_sql("BEGIN TRANSACTION; " + "; ".join(statements) + "; COMMIT")  # type: ignore[attr-defined]
 
 
-def _ensure_history(con: BaseBackend, columns: ir.Table) -> None:
+def _ensure_history(con: BaseBackend, scratch: str) -> None:
+    """Create the history to hold the columns of the table ``scratch``, or add those it lacks."""
+    columns = con.table(scratch)
     if HISTORY not in con.list_tables():
         schema = ibis.schema(
             {"customer_id": "int64", "valid_from": "date", "valid_to": "date"}
             | {c: t for c, t in columns.schema().items() if c != "customer_id"}
         )
         con.create_table(HISTORY, schema=schema)
+    else:
+        # a tag added since the history began (a full run follows a change of definitions):
+        # a new column, NULL in the older versions; a removed tag's column stays, unread
+        have = set(con.table(HISTORY).columns)
+        missing = [c for c in columns.columns if c not in have]
+        if missing:
+            raw = con.con  # type: ignore[attr-defined]
+            types = dict(raw.execute(f"SELECT column_name, column_type FROM (DESCRIBE {scratch})").fetchall())
+            for name in missing:
+                con.raw_sql(f'ALTER TABLE {HISTORY} ADD COLUMN "{name}" {types[name]}')  # type: ignore[attr-defined]
     if VERSIONS not in con.list_tables():
         con.create_table(VERSIONS, schema=VERSIONS_SCHEMA)
 
@@ -198,7 +210,7 @@ def write_version(
     and theirs inserted. Returns (customers in the version, rows written)."""
     columns = base_columns(tags)
     con.create_table(scratch, rows.select("customer_id", *columns), overwrite=True)
-    _ensure_history(con, con.table(scratch))
+    _ensure_history(con, scratch)
     names = ", ".join(f'"{c}"' for c in columns)
     which = "" if complete else f" AND customer_id IN (SELECT customer_id FROM {scratch})"
     _sql(
