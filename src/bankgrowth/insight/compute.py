@@ -129,11 +129,6 @@ def aggregate(table: ir.Table, group: Sequence[Tag], ctx: Ctx) -> ir.Table:
     return table.group_by(_cid=table.customer_id).aggregate(**{t.name: t.value(c) for t in group})
 
 
-def customer_columns(customers: ir.Table, group: Sequence[Tag], ctx: Ctx) -> ir.Table:
-    c = replace(ctx, t=customers)
-    return customers.select("customer_id", **{t.name: t.value(c) for t in group})
-
-
 def fill(wide: ir.Table, tags: Sequence[Tag]) -> ir.Table:
     """Give customers with no source rows their aggregates' empty values (counts: 0)."""
     fills = {t.name: wide[t.name].fill_null(t.fill) for t in tags if t.fill is not None and t.source != "derived"}
