@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
-from bankgrowth.errors import Forbidden
 from bankgrowth.insight import imported, service, store
 from bankgrowth.platform import audit
 from bankgrowth.platform.access import Permission, Principal
@@ -116,9 +115,7 @@ def import_tag(
 ) -> LoadReport:
     """Import a bank's customer → value file as the tag ``name`` (HQ only: a tag covers every
     branch), audited with what was loaded and rejected."""
-    principal.require(Permission.MANAGE)
-    if not principal.scope.is_root:
-        raise Forbidden("only HQ can import a tag", "只有总行可以导入标签", code="hq_only")
+    principal.require_hq(Permission.MANAGE, "import a tag", "导入标签")
     report = imported.import_tag(
         con,
         path,
@@ -152,9 +149,7 @@ def import_tag(
 
 
 def remove_imported_tag(session: Session, con: BaseBackend, *, principal: Principal, name: str) -> None:
-    principal.require(Permission.MANAGE)
-    if not principal.scope.is_root:
-        raise Forbidden("only HQ can remove a tag", "只有总行可以删除标签", code="hq_only")
+    principal.require_hq(Permission.MANAGE, "remove a tag", "删除标签")
     imported.remove(con, name)
     audit.record(
         session,

@@ -95,6 +95,13 @@ class Principal:
                 details={"permission": str(permission)},
             )
 
+    def require_hq(self, permission: Permission, en: str, zh: str) -> None:
+        """``permission`` and a scope of the whole bank, for changes that cover every branch;
+        ``en``/``zh`` say what may only HQ do ("change the org tree", "修改机构树")."""
+        self.require(permission)
+        if not self.scope.is_root:
+            raise Forbidden(f"only HQ can {en}", f"只有总行可以{zh}", code="hq_only")
+
 
 def permissions_of(roles: frozenset[Role] | set[Role]) -> frozenset[Permission]:
     out: set[Permission] = set()

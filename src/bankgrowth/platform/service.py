@@ -79,9 +79,7 @@ class OrgSync:
 
 def sync_orgs(session: Session, *, principal: Principal, rows: Iterable[Mapping[str, Any]]) -> OrgSync:
     """Mirror the warehouse's ``branches`` (branch_id, parent_id, level, name_zh, name_en)."""
-    principal.require(Permission.MANAGE)
-    if not principal.scope.is_root:
-        raise Forbidden("only HQ can change the org tree", "只有总行可以修改机构树", code="hq_only")
+    principal.require_hq(Permission.MANAGE, "change the org tree", "修改机构树")
     by_id = {str(r["branch_id"]): r for r in rows}
     roots = [k for k, r in by_id.items() if not r.get("parent_id")]
     if len(roots) != 1:
