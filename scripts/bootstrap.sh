@@ -2,7 +2,8 @@
 # Set up bankgrowth on a machine that has only Python 3.11+ and pip:
 #   1. uv (from PyPI, into .tools/ if it is not already on PATH);
 #   2. the locked Python environment (.venv) with every extra;
-#   3. with --test: a Java runtime for PySpark (Debian package) when none is present.
+#   3. with --test: a Java runtime for PySpark and a PostgreSQL server for the ledger tests
+#      (Debian packages) when they are not present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,10 +21,15 @@ fi
 
 "$UV" sync --locked --all-extras --quiet
 
-if [ "${1:-}" = "--test" ] && ! command -v java >/dev/null 2>&1; then
-  echo "bootstrap: installing a Java runtime for the PySpark tests" >&2
-  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq default-jre-headless >/dev/null
+if [ "${1:-}" = "--test" ]; then
+  MISSING=""
+  command -v java >/dev/null 2>&1 || MISSING="$MISSING default-jre-headless"
+  ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null 2>&1 || MISSING="$MISSING postgresql"
+  if [ -n "$MISSING" ]; then
+    echo "bootstrap: installing$MISSING for the tests" >&2
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $MISSING >/dev/null
+  fi
 fi
 echo "$UV"

@@ -1,6 +1,7 @@
 """Engines, sessions and migrations of the operational store.
 
-SQLite (the default) runs in WAL mode with a busy timeout and foreign keys on; PostgreSQL is used
+SQLite (the default) runs in WAL mode with a busy timeout and foreign keys on, and every transaction
+takes the write lock when it begins (``BEGIN IMMEDIATE``), so writers queue instead of failing; PostgreSQL is used
 as configured. The schema is owned by Alembic (``bankgrowth db upgrade``); nothing calls
 ``create_all`` outside the migration scripts' own tests.
 """
@@ -33,16 +34,26 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # The driver's own implicit BEGIN is turned off: transactions start in ``_sqlite_begin_immediate``.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _sqlite_begin_immediate(conn: Any) -> None:
+    """Take SQLite's write lock when a transaction begins, not at its first write: a transaction that
+    read first and then tried to write could otherwise fail at once with "database is locked" (the
+    busy timeout does not apply to that upgrade), which concurrent grants would hit."""
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -8,5 +8,6 @@ from sqlalchemy import MetaData
 def metadata() -> MetaData:
     from bankgrowth.operational.base import Base
     from bankgrowth.platform import models as _platform  # noqa: F401
+    from bankgrowth.rights import models as _rights  # noqa: F401
 
     return Base.metadata

@@ -66,7 +66,7 @@ def list_orgs(session: Session, *, principal: Principal) -> list[Org]:
 
 def get_org_or_raise(session: Session, *, principal: Principal, org_id: str) -> Org:
     principal.require(Permission.READ)
-    return _in_scope_org(session, principal, org_id)
+    return in_scope_org(session, principal, org_id)
 
 
 @dataclass(frozen=True)
@@ -160,14 +160,14 @@ def _user_snapshot(user: User) -> dict[str, Any]:
     }
 
 
-def _in_scope_org(session: Session, principal: Principal, org_id: str) -> Org:
+def in_scope_org(session: Session, principal: Principal, org_id: str) -> Org:
     org = session.get(Org, org_id)
     if org is None or not principal.scope.allows(org.id):
         raise _not_found("org", org_id, "机构")
     return org
 
 
-def _owned_by_scope(stmt: Select[Any], org_column: Any, principal: Principal) -> Select[Any]:
+def owned_by_scope(stmt: Select[Any], org_column: Any, principal: Principal) -> Select[Any]:
     """Rows whose owning org is in the caller's subtree (no filter at HQ)."""
     ids = principal.scope.org_ids
     return stmt if ids is None else stmt.where(org_column.in_(ids))
@@ -175,7 +175,7 @@ def _owned_by_scope(stmt: Select[Any], org_column: Any, principal: Principal) ->
 
 def list_users(session: Session, *, principal: Principal) -> list[User]:
     principal.require(Permission.READ)
-    return list(session.scalars(_owned_by_scope(select(User).order_by(User.id), User.org_id, principal)))
+    return list(session.scalars(owned_by_scope(select(User).order_by(User.id), User.org_id, principal)))
 
 
 def get_user_or_raise(session: Session, *, principal: Principal, user_id: int) -> User:
@@ -188,7 +188,7 @@ def get_user_or_raise(session: Session, *, principal: Principal, user_id: int) -
 
 def create_user(session: Session, *, principal: Principal, data: UserCreate) -> User:
     principal.require(Permission.MANAGE)
-    _in_scope_org(session, principal, data.org_id)
+    in_scope_org(session, principal, data.org_id)
     if session.scalars(select(User.id).where(User.username == data.username)).first() is not None:
         raise Conflict(f"username {data.username} is taken", f"用户名 {data.username} 已存在", code="username_taken")
     user = User(
@@ -219,7 +219,7 @@ def update_user(session: Session, *, principal: Principal, user_id: int, data: U
     user = get_user_or_raise(session, principal=principal, user_id=user_id)
     before = _user_snapshot(user)
     if data.org_id is not None:
-        _in_scope_org(session, principal, data.org_id)
+        in_scope_org(session, principal, data.org_id)
     demoting = data.active is False or (data.roles is not None and Role.ADMIN not in data.roles)
     if principal.kind == "user" and principal.id == user.id and demoting:
         raise Invalid(
@@ -431,7 +431,7 @@ def _key_snapshot(key: ApiKey) -> dict[str, Any]:
 
 def list_keys(session: Session, *, principal: Principal) -> list[ApiKey]:
     principal.require(Permission.MANAGE)
-    return list(session.scalars(_owned_by_scope(select(ApiKey).order_by(ApiKey.id), ApiKey.org_id, principal)))
+    return list(session.scalars(owned_by_scope(select(ApiKey).order_by(ApiKey.id), ApiKey.org_id, principal)))
 
 
 def get_key_or_raise(session: Session, *, principal: Principal, key_id: int) -> ApiKey:
@@ -464,7 +464,7 @@ def _new_key(
 def create_key(session: Session, *, principal: Principal, data: ApiKeyCreate) -> tuple[ApiKey, str]:
     """A new channel key; the plaintext is returned once and never stored."""
     principal.require(Permission.MANAGE)
-    _in_scope_org(session, principal, data.org_id)
+    in_scope_org(session, principal, data.org_id)
     if data.expires_at is not None and data.expires_at <= utcnow():
         raise Invalid("expires_at is in the past", "过期时间早于当前时间", details={"field": "expires_at"})
     key, plaintext = _new_key(

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 import bankgrowth.operational.base
+from bankgrowth.operational import append_only
 
 revision = "0001"
 down_revision = None
@@ -112,35 +113,11 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("console_sessions", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_console_sessions_user_id"), ["user_id"], unique=False)
-    _append_only("audit_log")
-
-
-def _append_only(table: str) -> None:
-    """The database itself refuses UPDATE and DELETE on an append-only table."""
-    if op.get_bind().dialect.name == "sqlite":
-        for verb in ("UPDATE", "DELETE"):
-            op.execute(
-                f"CREATE TRIGGER {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
-                f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
-            )
-    else:
-        op.execute(
-            f"CREATE FUNCTION {table}_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ "
-            f"BEGIN RAISE EXCEPTION '{table} is append-only'; END $$"
-        )
-        op.execute(
-            f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON {table} "
-            f"FOR EACH STATEMENT EXECUTE FUNCTION {table}_append_only()"
-        )
+    append_only.install("audit_log")
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "sqlite":
-        op.execute("DROP TRIGGER IF EXISTS audit_log_no_update")
-        op.execute("DROP TRIGGER IF EXISTS audit_log_no_delete")
-    else:
-        op.execute("DROP TRIGGER IF EXISTS audit_log_append_only ON audit_log")
-        op.execute("DROP FUNCTION IF EXISTS audit_log_append_only()")
+    append_only.remove("audit_log")
     with op.batch_alter_table("console_sessions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_console_sessions_user_id"))
 
