@@ -8,8 +8,10 @@ The rules, kept here and nowhere else:
   chosen at random, then the others that still have room, so 32 concurrent clients update
   different rows instead of queueing on one hot row; the stripes' limits add up to the pool's, so
   the pool can never be overspent;
-- row locks (``FOR UPDATE``) are taken only to move room between stripes or to take many units at
-  once, always on a pool's stripes in primary-key order, so two transactions cannot deadlock;
+- a transaction waits for a stripe only when it takes all of a pool's stripes, in key order (to
+  move room between them or to take a batch at once); otherwise it picks a stripe no one holds
+  (``SKIP LOCKED``). Every flow takes its locks in one order: the key it claims (holding, order),
+  then cap rows (in customer order), then stripes (pools in id order) — so no cycle can form;
 - every row also carries a CHECK constraint (``used <= limit``, ``n >= 0``): a mistake here would
   fail loudly in the database rather than overspend.
 """
@@ -123,15 +125,19 @@ def take(session: Session, pool: Pool, period: date, *, units: int, fen: int) ->
         return True
     if _add_to_a_free_stripe(session, pool, period, units, fen):
         return True
-    present = session.scalar(
-        select(func.count())
-        .select_from(PoolStripe)
-        .where(PoolStripe.pool_id == pool.id, PoolStripe.period_start == period)
-    )
+    present, room_units, room_fen = session.execute(
+        select(
+            func.count(),
+            func.sum(PoolStripe.limit_units - PoolStripe.used_units),
+            func.sum(PoolStripe.limit_fen - PoolStripe.used_fen),
+        ).where(PoolStripe.pool_id == pool.id, PoolStripe.period_start == period)
+    ).one()
     if not present:
         ensure_stripes(session, pool, period)
         if _add_to_a_free_stripe(session, pool, period, units, fen):
             return True
+    elif (room_units is not None and room_units < units) or (room_fen is not None and room_fen < fen):
+        return False  # the pool as last committed has no room: answer without waiting for any lock
     return _rebalance_and_add(session, pool, period, units, fen)
 
 
@@ -218,35 +224,39 @@ def take_up_to(session: Session, pool: Pool, period: date, *, count: int, units_
 def give_back(session: Session, pool_id: int, period: date, *, units: int, fen: int) -> None:
     """Return spent room (a release, a revoke, a refused part of a batch) to the pool.
 
-    Onto a stripe that has spent at least that much and that no other transaction holds (this
-    transaction's own stripes included), without waiting; else all stripes are locked in key order
-    and the room is returned across them. The pool's total is what the limit guards."""
+    Onto stripes that have spent something and that no other transaction holds (this transaction's
+    own stripes included: the row is locked, so the amounts read are the amounts written), without
+    waiting; only if every such stripe is busy are they locked in key order. The pool's total is
+    what the limit guards."""
     if units == 0 and fen == 0:
         return
-    free = (
-        select(PoolStripe.stripe)
-        .where(
-            PoolStripe.pool_id == pool_id,
-            PoolStripe.period_start == period,
-            PoolStripe.used_units >= units,
-            PoolStripe.used_fen >= fen,
+    for _ in range(64):  # a stripe at a time, never waiting for one another transaction holds
+        row = session.execute(
+            select(PoolStripe.stripe, PoolStripe.used_units, PoolStripe.used_fen)
+            .where(
+                PoolStripe.pool_id == pool_id,
+                PoolStripe.period_start == period,
+                (PoolStripe.used_units > 0) | (PoolStripe.used_fen > 0),
+            )
+            .order_by(PoolStripe.used_units.desc())
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        ).first()
+        if row is None:
+            break
+        back_units, back_fen = min(units, row.used_units), min(fen, row.used_fen)
+        session.execute(
+            update(PoolStripe)
+            .where(PoolStripe.pool_id == pool_id, PoolStripe.period_start == period, PoolStripe.stripe == row.stripe)
+            .values(used_units=PoolStripe.used_units - back_units, used_fen=PoolStripe.used_fen - back_fen)
+            .execution_options(synchronize_session=False)
         )
-        .limit(1)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
-    result = session.execute(
-        update(PoolStripe)
-        .where(PoolStripe.pool_id == pool_id, PoolStripe.period_start == period, PoolStripe.stripe == free)
-        .values(used_units=PoolStripe.used_units - units, used_fen=PoolStripe.used_fen - fen)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount:  # type: ignore[attr-defined]
-        return
-    for s in _locked_stripes(session, pool_id, period):
-        back_units, back_fen = min(units, s.used_units), min(fen, s.used_fen)
-        s.used_units -= back_units
-        s.used_fen -= back_fen
+        units, fen = units - back_units, fen - back_fen
+        if units == 0 and fen == 0:
+            return
+    for s in _locked_stripes(session, pool_id, period):  # every stripe busy: wait, in key order
+        s.used_units -= (back_units := min(units, s.used_units))
+        s.used_fen -= (back_fen := min(fen, s.used_fen))
         units, fen = units - back_units, fen - back_fen
     session.flush()
     if units or fen:

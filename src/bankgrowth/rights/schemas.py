@@ -181,3 +181,70 @@ class CodesImport(Model):
 class CodesImported(Model):
     added: int
     already_present: int
+
+
+class PricePoint(Model):
+    price_fen: int = Field(ge=1, description="A price the draw can give, in fen.")
+    weight: int = Field(ge=1, description="Relative chance of this price (an integer, so the table is exact).")
+
+
+class BundleItem(Model):
+    right: str = Field(pattern=CODE)
+    quantity: int = Field(ge=1, le=100)
+    pool: str = Field(pattern=CODE, description="The pool that pays for this item.")
+
+
+class ProductCreate(Model):
+    code: str = Field(pattern=CODE)
+    name_zh: str = Field(min_length=1, max_length=100)
+    name_en: str = Field(min_length=1, max_length=100)
+    org_id: str | None = None
+    list_price_fen: int = Field(ge=1)
+    price_table: list[PricePoint] = Field(min_length=1, max_length=100)
+    bundle: list[BundleItem] = Field(min_length=1, max_length=20)
+    purchase_limit: int = Field(default=1, ge=1, description="Purchases per customer per limit_period.")
+    limit_period: Period = Period.MONTH
+    payment_minutes: int = Field(default=15, ge=1, le=1440, description="Unpaid orders are released after this.")
+
+
+class ProductRead(Model):
+    id: int
+    code: str
+    name_zh: str
+    name_en: str
+    org_id: str
+    list_price_fen: int
+    price_table: list[PricePoint]
+    bundle: list[BundleItem]
+    purchase_limit: int
+    limit_period: str
+    payment_minutes: int
+    active: bool
+
+
+class PurchaseCreate(Model):
+    customer_id: str = Field(min_length=1, max_length=32)
+    key: str = Field(min_length=1, max_length=128, description="Idempotency key: a retry returns the same order.")
+    payment_method: str = Field(default="card", pattern=r"^(card|ecny)$")
+
+
+class OrderRead(Model):
+    order_no: str
+    product_id: int
+    customer_id: str
+    price_fen: int
+    draw: dict[str, object]
+    status: str
+    payment_method: str
+    provider_ref: str | None
+    created_at: datetime
+    expires_at: datetime
+    paid_at: datetime | None
+    closed_at: datetime | None
+
+
+class CallbackResult(Model):
+    event_id: str
+    order_no: str
+    outcome: str
+    status: str
