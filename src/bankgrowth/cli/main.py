@@ -20,6 +20,7 @@ from rich.progress import (
 
 from bankgrowth import __version__
 from bankgrowth.cli import common, ops, render
+from bankgrowth.cli import rights as rights_cli
 from bankgrowth.demo import DemoHooks, run_demo
 from bankgrowth.evaluation.lifecycle import lifecycle_agreement
 from bankgrowth.insight import flows as insight_flows
@@ -48,6 +49,7 @@ app.add_typer(ops.db_app, name="db")
 app.add_typer(ops.admin_app, name="admin")
 app.add_typer(ops.orgs_app, name="orgs")
 app.add_typer(ops.keys_app, name="keys")
+app.add_typer(rights_cli.rights_app, name="rights")
 app.command("audit")(ops.audit_cmd)
 app.command("serve")(ops.serve_cmd)
 console = common.console
