@@ -48,7 +48,7 @@ def period_start(period: str, at: datetime, timezone: str) -> date:
     raise Invalid(f"unknown period {period!r}: expected one of {PERIODS}", f"未知周期 {period!r}", code="bad_period")
 
 
-def _insert(session: Session) -> Any:
+def dialect_insert(session: Session) -> Any:
     """The dialect's INSERT, which has ``on_conflict_do_update/nothing`` (SQLite and PostgreSQL)."""
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
@@ -68,7 +68,7 @@ def ensure_stripes(session: Session, pool: Pool, period: date) -> None:
         {"pool_id": pool.id, "period_start": period, "stripe": i, "limit_units": units[i], "limit_fen": fen[i]}
         for i in range(pool.stripes)
     ]
-    session.execute(_insert(session)(PoolStripe).values(rows).on_conflict_do_nothing())
+    session.execute(dialect_insert(session)(PoolStripe).values(rows).on_conflict_do_nothing())
 
 
 def _fits(units: int, fen: int) -> Any:
@@ -294,7 +294,7 @@ def count_in(session: Session, cap: Cap, period: date, customer_ids: list[str]) 
     counted. One statement: an upsert whose update only applies while ``n + 1 <= limit``."""
     if not customer_ids:
         return set()
-    stmt = _insert(session)(CapCounter).values(
+    stmt = dialect_insert(session)(CapCounter).values(
         [{"scope": cap.scope, "period_start": period, "customer_id": c, "n": 1} for c in customer_ids]
     )
     stmt = stmt.on_conflict_do_update(

@@ -51,7 +51,7 @@ class GrantResult:
     holding_id: int | None = None
 
 
-def _entry(
+def write_entry(
     session: Session,
     *,
     key: str,
@@ -178,7 +178,7 @@ def grant_many(
     ]
     claimed: dict[str, int] = {}
     if rows:
-        stmt = counters._insert(session)(Holding).on_conflict_do_nothing(index_elements=["grant_key"])
+        stmt = counters.dialect_insert(session)(Holding).on_conflict_do_nothing(index_elements=["grant_key"])
         claimed = {key: hid for key, hid in session.execute(stmt.returning(Holding.grant_key, Holding.id), rows)}
     lost = [i for i in todo if requests[i].key not in claimed]
     if lost:  # granted meanwhile by a concurrent retry of the same key
@@ -393,7 +393,7 @@ def reserve(
     )
     session.add(reservation)
     session.flush()
-    _entry(
+    write_entry(
         session,
         key=f"reserve:{key}",
         kind="reserve",
@@ -449,7 +449,7 @@ def commit(session: Session, *, reservation: Reservation, actor: str, at: dateti
     )
     session.add(holding)
     session.flush()
-    _entry(
+    write_entry(
         session,
         key=f"commit:{reservation.key}",
         kind="grant",
@@ -478,7 +478,7 @@ def release(session: Session, *, reservation: Reservation, actor: str, reason: s
     counters.give_back(
         session, reservation.pool_id, reservation.period_start, units=reservation.units, fen=reservation.fen
     )
-    _entry(
+    write_entry(
         session,
         key=f"release:{reservation.key}",
         kind="release",
@@ -524,7 +524,7 @@ class Redemption:
     status: Literal["redeemed", "duplicate"]
 
 
-def _replay(session: Session, key: str) -> LedgerEntry | None:
+def find_entry(session: Session, key: str) -> LedgerEntry | None:
     return session.scalar(select(LedgerEntry).where(LedgerEntry.idempotency_key == key))
 
 
@@ -541,7 +541,7 @@ def redeem(
 ) -> Redemption:
     """The payment side reports ``units`` of a holding used. Idempotent on ``key``."""
     at = at or utcnow()
-    before = _replay(session, key)
+    before = find_entry(session, key)
     if before is not None:
         return Redemption(key, before.holding_id or holding.id, -before.units, "duplicate")
     result = session.execute(
@@ -559,7 +559,7 @@ def redeem(
         .execution_options(synchronize_session=False)
     )
     if not result.rowcount:  # type: ignore[attr-defined]
-        before = _replay(session, key)  # a concurrent retry of the same key may have won
+        before = find_entry(session, key)  # a concurrent retry of the same key may have won
         if before is not None:
             return Redemption(key, holding.id, -before.units, "duplicate")
         session.refresh(holding)
@@ -571,7 +571,7 @@ def redeem(
             details={"status": holding.status, "remaining": holding.remaining},
         )
     right = session.get_one(Right, holding.right_id)
-    _entry(
+    write_entry(
         session,
         key=key,
         kind="redeem",
@@ -605,7 +605,7 @@ def spend(
 ) -> list[Redemption]:
     """Spend ``units`` of points or coins from a customer's lots, soonest expiry first."""
     at = at or utcnow()
-    if _replay(session, f"{key}#0") is not None:
+    if find_entry(session, f"{key}#0") is not None:
         return [
             Redemption(e.idempotency_key, e.holding_id or 0, -e.units, "duplicate")
             for e in session.scalars(select(LedgerEntry).where(LedgerEntry.idempotency_key.startswith(f"{key}#")))
@@ -661,7 +661,7 @@ def expire_due(session: Session, *, actor: str, now: datetime | None = None, lim
         )
         if not result.rowcount:  # type: ignore[attr-defined]
             continue
-        _entry(
+        write_entry(
             session,
             key=f"expire:{holding.id}",
             kind="expire",
@@ -687,7 +687,7 @@ def revoke(
     """Take back what is left of an active holding and return its budget to the pool (the period it
     was spent in). ``False`` if nothing was left to revoke."""
     at = at or utcnow()
-    if _replay(session, key) is not None:
+    if find_entry(session, key) is not None:
         return False
     left = holding.remaining
     result = session.execute(
@@ -702,7 +702,7 @@ def revoke(
     fen = left * right.unit_cost_fen
     if holding.pool_id is not None and holding.period_start is not None:
         counters.give_back(session, holding.pool_id, holding.period_start, units=left, fen=fen)
-    _entry(
+    write_entry(
         session,
         key=key,
         kind="revoke",
@@ -733,7 +733,7 @@ def adjust(
     at = at or utcnow()
     if not reason.strip():
         raise Invalid("an adjustment needs a reason", "调整必须填写原因", code="reason_required")
-    if _replay(session, key) is not None:
+    if find_entry(session, key) is not None:
         return False
     result = session.execute(
         update(Holding)
@@ -752,7 +752,7 @@ def adjust(
             f"权益 {holding.id} 无法调整 {units}",
             code="bad_adjust",
         )
-    _entry(
+    write_entry(
         session,
         key=key,
         kind="adjust",

@@ -126,7 +126,7 @@ def purchase(
     price, row = draw_price(product.price_table, u)
     order_no = f"SC{at.strftime('%Y%m%d')}{secrets.token_hex(8).upper()}"
     claim = (
-        counters._insert(session)(CardOrder)
+        counters.dialect_insert(session)(CardOrder)
         .values(
             order_no=order_no,
             idempotency_key=key,

@@ -198,7 +198,7 @@ def allocate(session: Session, *, principal: Principal, pool: Pool, data: Alloca
     if (data.units and child.limit_units is None) or (data.fen and child.limit_fen is None):
         raise Invalid("the receiving pool has no limit of that kind", "接收预算池没有该类限额", code="bad_allocation")
     key = f"allocate:{data.key}"
-    if ledger._replay(session, key) is not None:
+    if ledger.find_entry(session, key) is not None:
         return child
     period = counters.NO_PERIOD
     if not counters.take(session, pool, period, units=data.units, fen=data.fen):
@@ -211,7 +211,7 @@ def allocate(session: Session, *, principal: Principal, pool: Pool, data: Alloca
     child.parent_id = pool.id
     child.limit_units = None if child.limit_units is None else child.limit_units + data.units
     child.limit_fen = None if child.limit_fen is None else child.limit_fen + data.fen
-    ledger._entry(
+    ledger.write_entry(
         session,
         key=key,
         kind="adjust",
