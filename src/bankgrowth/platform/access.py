@@ -65,6 +65,16 @@ class Scope:
     def is_root(self) -> bool:
         return self.org_ids is None
 
+    @property
+    def ancestor_ids(self) -> frozenset[str]:
+        """The orgs on the path from the root down to this scope's own org (itself included)."""
+        return frozenset(p for p in self.path.strip("/").split("/") if p)
+
+    def shares(self, org_id: str | None) -> bool:
+        """An object of ``org_id`` is usable here: it is in the subtree, or an ancestor (HQ, the
+        branch above) owns it — catalogs flow down the tree, data does not flow up."""
+        return self.allows(org_id) or (org_id is not None and org_id in self.ancestor_ids)
+
 
 @dataclass(frozen=True)
 class Principal:

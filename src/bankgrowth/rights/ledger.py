@@ -35,6 +35,11 @@ class Source:
     type: SourceType
     id: str
 
+    @classmethod
+    def of(cls, row: Holding | Reservation) -> Source:
+        """The source a holding or reservation was made for."""
+        return cls(row.source_type, row.source_id)  # type: ignore[arg-type]
+
 
 @dataclass(frozen=True)
 class GrantRequest:
@@ -431,7 +436,7 @@ def commit(session: Session, *, reservation: Reservation, actor: str, at: dateti
     if not _close(session, reservation, "committed"):
         return None
     right = session.get_one(Right, reservation.right_id)
-    source = Source(reservation.source_type, reservation.source_id)  # type: ignore[arg-type]
+    source = Source.of(reservation)
     holding = Holding(
         customer_id=reservation.customer_id,
         right_id=right.id,
@@ -483,7 +488,7 @@ def release(session: Session, *, reservation: Reservation, actor: str, reason: s
         key=f"release:{reservation.key}",
         kind="release",
         at=at,
-        source=Source(reservation.source_type, reservation.source_id),  # type: ignore[arg-type]
+        source=Source.of(reservation),
         actor=actor,
         reason=reason,
         customer_id=reservation.customer_id,
@@ -576,7 +581,7 @@ def redeem(
         key=key,
         kind="redeem",
         at=at,
-        source=source or Source(holding.source_type, holding.source_id),  # type: ignore[arg-type]
+        source=source or Source.of(holding),
         actor=actor,
         reason=reason,
         customer_id=holding.customer_id,
@@ -666,7 +671,7 @@ def expire_due(session: Session, *, actor: str, now: datetime | None = None, lim
             key=f"expire:{holding.id}",
             kind="expire",
             at=now,
-            source=Source(holding.source_type, holding.source_id),  # type: ignore[arg-type]
+            source=Source.of(holding),
             actor=actor,
             reason="validity ended",
             customer_id=holding.customer_id,
@@ -707,7 +712,7 @@ def revoke(
         key=key,
         kind="revoke",
         at=at,
-        source=Source(holding.source_type, holding.source_id),  # type: ignore[arg-type]
+        source=Source.of(holding),
         actor=actor,
         reason=reason,
         customer_id=holding.customer_id,

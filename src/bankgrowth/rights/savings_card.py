@@ -74,8 +74,7 @@ def get_product_or_raise(session: Session, *, principal: Principal, code: str) -
     if not principal.can(Permission.CHANNEL):
         principal.require(Permission.READ)
     product = session.scalar(select(CardProduct).where(CardProduct.code == code))
-    ancestors = principal.scope.path.strip("/").split("/")
-    if product is None or not (principal.scope.allows(product.org_id) or product.org_id in ancestors):
+    if product is None or not principal.scope.shares(product.org_id):
         raise NotFound(f"no savings card {code}", f"没有省钱卡产品 {code}", code="product_not_found")
     return product
 

@@ -61,16 +61,14 @@ def list_rights(session: Session, *, principal: Principal) -> list[Right]:
     principal.require(Permission.READ)
     stmt = select(Right).order_by(Right.code)
     if not principal.scope.is_root:
-        ancestors = [p for p in principal.scope.path.strip("/").split("/") if p]
-        stmt = stmt.where(Right.org_id.in_(set(ancestors) | set(principal.scope.org_ids or ())))
+        stmt = stmt.where(Right.org_id.in_(principal.scope.ancestor_ids | (principal.scope.org_ids or frozenset())))
     return list(session.scalars(stmt))
 
 
 def get_right_or_raise(session: Session, *, principal: Principal, code: str) -> Right:
     principal.require(Permission.READ)
     right = session.scalar(select(Right).where(Right.code == code))
-    ancestors = principal.scope.path.strip("/").split("/")
-    if right is None or not (principal.scope.allows(right.org_id) or right.org_id in ancestors):
+    if right is None or not principal.scope.shares(right.org_id):
         raise NotFound(f"no right {code}", f"没有权益 {code}", code="right_not_found")
     return right
 
