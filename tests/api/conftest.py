@@ -22,6 +22,9 @@ from bankgrowth.platform import service as platform_service
 from bankgrowth.platform.access import Role
 from bankgrowth.platform.models import AuditEntry
 from bankgrowth.platform.schemas import ApiKeyCreate, Channel, UserCreate
+from bankgrowth.rights import savings_card
+from bankgrowth.rights import service as rights_service
+from bankgrowth.rights.schemas import BundleItem, GrantCreate, PoolCreate, PricePoint, ProductCreate, RightCreate
 from bankgrowth.warehouse import engine as wh
 
 PASSWORD = "test-password-1"
@@ -49,6 +52,8 @@ class World:
     keys: dict[str, str] = field(default_factory=dict)
     key_ids: dict[str, int] = field(default_factory=dict)
     customers: dict[str, list[int]] = field(default_factory=dict)  # "A"/"B" → customer ids
+    branch_of: dict[int, str] = field(default_factory=dict)  # customer id → owning branch
+    rights: dict[str, dict[str, Any]] = field(default_factory=dict)  # "A"/"B" → their rights objects
     mutations: int = 0
 
     def headers(self, who: str | None) -> dict[str, str]:
@@ -88,6 +93,7 @@ def build_world(tmp: Path, warehouse: Path) -> World:
     cust = con.table("customers").select("customer_id", "branch_id").to_pyarrow().to_pylist()
     con.disconnect()
     world = World(TestClient(create_app(settings, engine=engine), raise_server_exceptions=False), engine, settings)
+    world.branch_of = {r["customer_id"]: r["branch_id"] for r in cust}
     world.customers = {
         "A": sorted(r["customer_id"] for r in cust if r["branch_id"].startswith("B01")),
         "B": sorted(r["customer_id"] for r in cust if r["branch_id"].startswith("B02")),
@@ -107,11 +113,76 @@ def build_world(tmp: Path, warehouse: Path) -> World:
                 s, principal=system, data=ApiKeyCreate(app=f"app-{label}", channel=Channel.APP, org_id=org)
             )
             world.keys[label], world.key_ids[label] = plaintext, key.id
+    seed_rights(world)
     for name, *_ in PEOPLE:
         r = world.call("POST", "/api/v1/auth/login", json={"username": name, "password": PASSWORD})
         assert r.status_code == 200, r.text
         world.tokens[name] = r.json()["token"]
     return world
+
+
+def seed_rights(world: World) -> None:
+    """HQ's voucher and pool, and for each of branches A and B: its own voucher, pool and savings
+    card, a holding granted to one of its customers and an order opened by another."""
+    with Session(world.engine, expire_on_commit=False) as s, s.begin():
+        for label, org in (("HQ", "HQ"), ("A", "B01"), ("B", "B02")):
+            owner = platform_service.system_principal(s, source="test", org_id=org)
+            prefix = label.lower()
+            right = rights_service.create_right(
+                s,
+                principal=owner,
+                data=RightCreate(
+                    code=f"{prefix}_wechat5",
+                    kind="voucher",
+                    name_zh="微信立减金5元",
+                    name_en="WeChat Pay ¥5 voucher",
+                    face_value_fen=500,
+                    institution="wechat_pay",
+                    unit_cost_fen=500,
+                    valid_days=30,
+                ),
+            )
+            pool = rights_service.create_pool(
+                s,
+                principal=owner,
+                data=PoolCreate(code=f"{prefix}_budget", name_zh="预算", name_en="Budget", limit_units=1000),
+            )
+            if label == "HQ":
+                continue
+            product = savings_card.create_product(
+                s,
+                principal=owner,
+                data=ProductCreate(
+                    code=f"{prefix}_card",
+                    name_zh="省钱卡",
+                    name_en="Savings card",
+                    list_price_fen=990,
+                    price_table=[PricePoint(price_fen=99, weight=1), PricePoint(price_fen=990, weight=1)],
+                    bundle=[BundleItem(right=right.code, quantity=4, pool=pool.code)],
+                ),
+            )
+            customers = world.customers[label]
+            granted = rights_service.grant(
+                s,
+                principal=owner,
+                data=GrantCreate(right=right.code, pool=pool.code, customer_id=str(customers[0]), key=f"seed-{label}"),
+            )
+            order = savings_card.purchase(
+                s,
+                product=product,
+                customer_id=str(customers[1]),
+                key=f"seed-{label}",
+                method="card",
+                provider=world.client.app.state.payments,  # type: ignore[attr-defined]
+                actor="test",
+            ).order
+            world.rights[label] = {
+                "right_code": right.code,
+                "pool_code": pool.code,
+                "product_code": product.code,
+                "holding_id": granted.holding_id,
+                "order_no": order.order_no,
+            }
 
 
 @pytest.fixture(scope="module")

@@ -40,6 +40,7 @@ def branch_b_objects(world: World) -> dict[str, Any]:
         "key_id": world.key_ids["b"],
         "customer_id": world.customers["B"][0],
         "name": "txn_count_30d",  # a tag: a global definition; its statistics are scoped
+        **world.rights["B"],
     }
 
 
@@ -50,6 +51,7 @@ def branch_a_objects(world: World) -> dict[str, Any]:
         "key_id": world.key_ids["a"],
         "customer_id": world.customers["A"][0],
         "name": "txn_count_30d",
+        **world.rights["A"],
     }
 
 
@@ -71,9 +73,43 @@ BODIES: dict[tuple[str, str], dict[str, Any] | None] = {
     ("POST", "/api/v1/api-keys/{key_id}/rotate"): None,
     ("DELETE", "/api/v1/api-keys/{key_id}"): None,
     ("POST", "/api/v1/customers/{customer_id}/reveal"): None,
+    ("POST", "/api/v1/rights"): {
+        "code": "intruder",
+        "kind": "points",
+        "name_zh": "积分",
+        "name_en": "Points",
+        "unit_cost_fen": 1,
+        "org_id": "B02",
+    },
+    ("POST", "/api/v1/rights/{right_code}/codes"): {"codes": ["ABC123"]},
+    ("POST", "/api/v1/pools"): {
+        "code": "intruder",
+        "name_zh": "池",
+        "name_en": "Pool",
+        "limit_units": 5,
+        "org_id": "B02",
+    },
+    ("POST", "/api/v1/pools/{pool_code}/allocations"): {"to_pool": "b_budget", "units": 1, "key": "probe"},
+    ("POST", "/api/v1/grants"): {"right": "b_wechat5", "pool": "b_budget", "customer_id": "0", "key": "probe"},
+    ("POST", "/api/v1/holdings/{holding_id}/revoke"): {"key": "probe", "reason": "probe"},
+    ("POST", "/api/v1/savings-cards"): {
+        "code": "intruder",
+        "name_zh": "卡",
+        "name_en": "Card",
+        "org_id": "B02",
+        "list_price_fen": 990,
+        "price_table": [{"price_fen": 99, "weight": 1}],
+        "bundle": [{"right": "b_wechat5", "quantity": 1, "pool": "b_budget"}],
+    },
+    ("POST", "/channel/v1/savings-cards/{product_code}/purchases"): {"customer_id": "0", "key": "probe"},
+    ("POST", "/channel/v1/redemptions"): {"holding_id": 0, "key": "probe"},  # the B holding: see _request
+    ("POST", "/payments/v1/callbacks"): {"event_id": "e1", "order_no": "SC0", "kind": "paid", "amount_fen": 99},
 }
 # Query parameters a route needs to do anything.
-QUERIES: dict[str, dict[str, str]] = {"/api/v1/insight/transitions": {"start": "2026-10-31", "end": "2026-10-31"}}
+QUERIES: dict[str, dict[str, str]] = {
+    "/api/v1/insight/transitions": {"start": "2026-10-31", "end": "2026-10-31"},
+    "/api/v1/settlement": {"start": "2026-01-01", "end": "2026-12-31"},
+}
 
 
 def _path(route: APIRoute, objects: dict[str, Any]) -> str:
@@ -87,8 +123,13 @@ def _request(world: World, method: str, route: APIRoute, who: str | None, object
     kwargs: dict[str, Any] = {"params": QUERIES.get(route.path, {})}
     if method in MUTATING:
         assert (method, route.path) in BODIES, f"{method} {route.path}: add a probe body to the isolation suite"
-        if BODIES[(method, route.path)] is not None:
-            kwargs["json"] = BODIES[(method, route.path)]
+        body = BODIES[(method, route.path)]
+        if body is not None:  # customer and holding fields aimed at the same branch as the path's objects
+            kwargs["json"] = {
+                **body,
+                **({"customer_id": str(objects["customer_id"])} if "customer_id" in body else {}),
+                **({"holding_id": objects["holding_id"]} if "holding_id" in body else {}),
+            }
     return world.call(method, _path(route, objects), who, **kwargs)
 
 
@@ -176,7 +217,10 @@ def _branch_b_state(world: World) -> Any:
     b = world.call("GET", "/api/v1/users", "b_admin").json()
     keys = world.call("GET", "/api/v1/api-keys", "b_admin").json()
     me = world.call("GET", "/api/v1/auth/me", "b_operator").status_code
-    return b, keys, me
+    pools = world.call("GET", "/api/v1/pools", "b_admin").json()
+    wallet = world.call("GET", f"/api/v1/customers/{world.customers['B'][0]}/wallet", "b_admin").json()
+    order = world.call("GET", f"/api/v1/savings-card-orders/{world.rights['B']['order_no']}", "b_admin").json()
+    return b, keys, me, pools, wallet, order
 
 
 def test_branch_aggregates_count_only_the_branch(world: World) -> None:

@@ -21,12 +21,19 @@ from bankgrowth.errors import BankgrowthError, NotFound, Unavailable
 from bankgrowth.insight import views as insight_views
 from bankgrowth.operational import db
 from bankgrowth.platform import views as platform_views
+from bankgrowth.rights import payments
+from bankgrowth.rights import views as rights_views
 from bankgrowth.warehouse.engine import WarehouseError, open_warehouse
 
 API_TAGS = [
     {"name": "platform", "description": "登录、机构、用户、渠道密钥与审计 · Login, orgs, users, channel keys, audit."},
     {"name": "insight", "description": "生命周期、宫格、标签与客户视图 · Lifecycle, grid, tags, customer view."},
+    {
+        "name": "rights",
+        "description": "权益、预算池、发放、钱包、省钱卡、结算 · Rights, pools, grants, wallets, savings cards.",
+    },
     {"name": "channel", "description": "渠道应用接口（X-API-Key）· Endpoints for channel applications."},
+    {"name": "payments", "description": "支付机构回调（签名校验）· Signed callbacks from the payment provider."},
     {"name": "system", "description": "健康、就绪与指标 · Health, readiness, metrics."},
 ]
 
@@ -50,6 +57,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = db.session_factory(engine)
+    app.state.payments = payments.simulated(settings.secret_key.get_secret_value())
     if not structlog.is_configured():
         observability.configure_logging()
     metrics = observability.Metrics()
@@ -115,7 +123,14 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     def prometheus(_: None = allow("public", scope="global")) -> PlainTextResponse:
         return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    for router in (platform_views.router, insight_views.router, insight_views.channel_router):
+    for router in (
+        platform_views.router,
+        insight_views.router,
+        rights_views.router,
+        insight_views.channel_router,
+        rights_views.channel_router,
+        rights_views.payments_router,
+    ):
         app.include_router(router)
     return app
 

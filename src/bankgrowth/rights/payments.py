@@ -80,3 +80,10 @@ class SimulatedProvider:
             sort_keys=True,
         ).encode()
         return body, self.sign(body)
+
+
+def simulated(secret_key: str) -> SimulatedProvider:
+    """The simulated provider of an installation: its callback key is derived from the secret key,
+    so the master secret itself never signs a request."""
+    derived = hmac.new(secret_key.encode(), b"bankgrowth/payments/simulated", hashlib.sha256).digest()
+    return SimulatedProvider(secret=derived)

@@ -70,6 +70,14 @@ def create_product(session: Session, *, principal: Principal, data: ProductCreat
     return product
 
 
+def list_products(session: Session, *, principal: Principal) -> list[CardProduct]:
+    """Products on offer to the caller: its subtree's and its ancestors' (HQ's card sells everywhere)."""
+    if not principal.can(Permission.CHANNEL):
+        principal.require(Permission.READ)
+    products = session.scalars(select(CardProduct).order_by(CardProduct.code))
+    return [p for p in products if principal.scope.shares(p.org_id)]
+
+
 def get_product_or_raise(session: Session, *, principal: Principal, code: str) -> CardProduct:
     if not principal.can(Permission.CHANNEL):
         principal.require(Permission.READ)

@@ -248,3 +248,21 @@ class CallbackResult(Model):
     order_no: str
     outcome: str
     status: str
+
+
+class RevokeCreate(Model):
+    key: str = Field(min_length=1, max_length=128, description="Idempotency key of this revocation.")
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class SettlementRead(Model):
+    day: date
+    org_id: str
+    source: str
+    right: str
+    granted: int
+    granted_cost_fen: int
+    redeemed: int
+    redeemed_fen: int
+    expired: int
+    revoked: int

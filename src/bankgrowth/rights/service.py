@@ -197,6 +197,16 @@ def allocate(session: Session, *, principal: Principal, pool: Pool, data: Alloca
         raise Invalid("the receiving pool has no limit of that kind", "接收预算池没有该类限额", code="bad_allocation")
     key = f"allocate:{data.key}"
     if ledger.find_entry(session, key) is not None:
+        audit.record(
+            session,
+            principal=principal,
+            action="pools.allocate",
+            object_type="pool",
+            object_id=pool.id,
+            org_id=pool.org_id,
+            outcome="duplicate",
+            after={"to": child.code, "units": data.units, "fen": data.fen, "key": data.key},
+        )
         return child
     period = counters.NO_PERIOD
     if not counters.take(session, pool, period, units=data.units, fen=data.fen):
@@ -231,7 +241,7 @@ def allocate(session: Session, *, principal: Principal, pool: Pool, data: Alloca
         object_type="pool",
         object_id=pool.id,
         org_id=pool.org_id,
-        after={"to": child.code, "units": data.units, "fen": data.fen},
+        after={"to": child.code, "units": data.units, "fen": data.fen, "key": data.key},
     )
     return child
 
@@ -256,22 +266,22 @@ def grant(session: Session, *, principal: Principal, data: GrantCreate, timezone
         caps=caps,
         timezone=timezone,
     )
-    if result.status != "duplicate":
-        audit.record(
-            session,
-            principal=principal,
-            action="rights.grant",
-            object_type="holding",
-            object_id=result.holding_id,
-            org_id=pool.org_id,
-            after={
-                "key": data.key,
-                "right": right.code,
-                "pool": pool.code,
-                "customer": data.customer_id,
-                "status": result.status,
-            },
-        )
+    audit.record(  # a replay is recorded too (outcome duplicate): every accepted request leaves a trace
+        session,
+        principal=principal,
+        action="rights.grant",
+        object_type="holding",
+        object_id=result.holding_id,
+        org_id=pool.org_id,
+        outcome="duplicate" if result.status == "duplicate" else "ok",
+        after={
+            "key": data.key,
+            "right": right.code,
+            "pool": pool.code,
+            "customer": data.customer_id,
+            "status": result.status,
+        },
+    )
     return result
 
 
@@ -308,15 +318,16 @@ def revoke(session: Session, *, principal: Principal, holding_id: int, key: str,
     principal.require(Permission.WRITE)
     holding = _holding_in_scope(session, principal, holding_id)
     before = _snapshot(holding, ("status", "remaining"))
-    if ledger.revoke(session, holding=holding, key=f"revoke:{key}", actor=principal.actor, reason=reason):
-        audit.record(
-            session,
-            principal=principal,
-            action="rights.revoke",
-            object_type="holding",
-            object_id=holding.id,
-            org_id=holding.org_id,
-            before=before,
-            after=_snapshot(holding, ("status", "remaining")),
-        )
+    changed = ledger.revoke(session, holding=holding, key=f"revoke:{key}", actor=principal.actor, reason=reason)
+    audit.record(
+        session,
+        principal=principal,
+        action="rights.revoke",
+        object_type="holding",
+        object_id=holding.id,
+        org_id=holding.org_id,
+        outcome="ok" if changed else "unchanged",
+        before=before,
+        after=_snapshot(holding, ("status", "remaining")),
+    )
     return holding
