@@ -24,7 +24,15 @@ from bankgrowth.platform.models import AuditEntry
 from bankgrowth.platform.schemas import ApiKeyCreate, Channel, UserCreate
 from bankgrowth.rights import savings_card
 from bankgrowth.rights import service as rights_service
-from bankgrowth.rights.schemas import BundleItem, GrantCreate, PoolCreate, PricePoint, ProductCreate, RightCreate
+from bankgrowth.rights.schemas import (
+    BundleItem,
+    GrantCreate,
+    PoolCreate,
+    PricePoint,
+    ProductCreate,
+    RightCreate,
+    RightKind,
+)
 from bankgrowth.warehouse import engine as wh
 
 PASSWORD = "test-password-1"
@@ -133,7 +141,7 @@ def seed_rights(world: World) -> None:
                 principal=owner,
                 data=RightCreate(
                     code=f"{prefix}_wechat5",
-                    kind="voucher",
+                    kind=RightKind.VOUCHER,
                     name_zh="微信立减金5元",
                     name_en="WeChat Pay ¥5 voucher",
                     face_value_fen=500,
