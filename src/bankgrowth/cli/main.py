@@ -19,6 +19,7 @@ from rich.progress import (
 )
 
 from bankgrowth import __version__
+from bankgrowth.cli import audiences as audiences_cli
 from bankgrowth.cli import common, ops, render
 from bankgrowth.cli import rights as rights_cli
 from bankgrowth.demo import DemoHooks, run_demo
@@ -50,6 +51,7 @@ app.add_typer(ops.admin_app, name="admin")
 app.add_typer(ops.orgs_app, name="orgs")
 app.add_typer(ops.keys_app, name="keys")
 app.add_typer(rights_cli.rights_app, name="rights")
+app.add_typer(audiences_cli.audiences_app, name="audiences")
 app.command("audit")(ops.audit_cmd)
 app.command("serve")(ops.serve_cmd)
 console = common.console

@@ -1,0 +1,609 @@
+"""Audiences (客群圈选): versioned definitions, counts, masked previews, snapshots, diffs, overlaps,
+exports and uploaded id lists, scoped to the caller's branch.
+
+A definition is owned by an org and, like a catalog, flows down the tree: a branch can use HQ's
+audiences, always counted over its own customers only. It can change only its subtree's. Every
+change writes a new version; a snapshot records the version and the tag as-of day it used.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import ibis
+import pyarrow as pa
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bankgrowth.audiences import rules
+from bankgrowth.audiences import store as members_store
+from bankgrowth.audiences.evaluate import Sources, predicate
+from bankgrowth.audiences.library import CORE_SEGMENTS
+from bankgrowth.audiences.models import Audience, AudienceSnapshot, AudienceVersion
+from bankgrowth.audiences.rules import Catalog, Member, Rule
+from bankgrowth.audiences.schemas import AudienceCreate, Definition, ListUpload
+from bankgrowth.errors import Conflict, Invalid, NotFound
+from bankgrowth.insight import store as tag_store
+from bankgrowth.insight.lifecycle import STAGE_CODES
+from bankgrowth.insight.value import SEGMENTS, VALUE_TIERS
+from bankgrowth.operational.base import utcnow
+from bankgrowth.platform import audit
+from bankgrowth.platform.access import Permission, Principal
+from bankgrowth.platform.privacy import mask_row
+from bankgrowth.platform.security import pseudonym
+from bankgrowth.platform.service import in_scope_org
+from bankgrowth.warehouse import schema as wh
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
+    from ibis.backends import BaseBackend
+
+ENUMS: dict[str, Sequence[str]] = {
+    "stage": STAGE_CODES,
+    "value_tier": VALUE_TIERS,
+    "rfm_segment": (*(name for name, _ in SEGMENTS), "none"),
+    "preferred_institution": wh.INSTITUTIONS,
+    "favourite_category": wh.MERCHANT_CATEGORIES,
+    "gender": ("F", "M", "U"),
+    "auth_level": wh.AUTH_LEVELS,
+}
+BEHAVIOUR_COLUMNS: dict[str, Sequence[str]] = {
+    "institution": wh.INSTITUTIONS,
+    "merchant_category": wh.MERCHANT_CATEGORIES,
+    "scene": wh.SCENES,
+}
+PREVIEW_COLUMNS = (
+    "customer_id",
+    "branch_id",
+    "stage",
+    "value_tier",
+    "age_band",
+    "txn_count_30d",
+    "txn_amount_30d",
+    "preferred_institution",
+)
+
+
+def _field_type(dtype: Any) -> rules.FieldType:
+    if dtype.is_boolean():
+        return "bool"
+    if dtype.is_integer():
+        return "int"
+    if dtype.is_floating() or dtype.is_decimal():
+        return "float"
+    if dtype.is_timestamp():
+        return "timestamp"
+    if dtype.is_date():
+        return "date"
+    return "string"
+
+
+# --- definitions --------------------------------------------------------------------------------
+
+
+def _visible(session: Session, principal: Principal, code: str) -> Audience:
+    audience = session.scalar(select(Audience).where(Audience.code == code))
+    if audience is None or not audience.active or not principal.scope.shares(audience.org_id):
+        raise NotFound(f"no audience {code}", f"没有客群 {code}", code="audience_not_found")
+    return audience
+
+
+def get_or_raise(session: Session, *, principal: Principal, code: str) -> Audience:
+    principal.require(Permission.READ)
+    return _visible(session, principal, code)
+
+
+def list_audiences(session: Session, *, principal: Principal) -> list[Audience]:
+    principal.require(Permission.READ)
+    found = session.scalars(select(Audience).where(Audience.active).order_by(Audience.code))
+    return [a for a in found if principal.scope.shares(a.org_id)]
+
+
+def version_of(session: Session, audience: Audience, version: int | None = None) -> AudienceVersion:
+    wanted = audience.version if version is None else version
+    found = session.scalar(
+        select(AudienceVersion).where(AudienceVersion.audience_id == audience.id, AudienceVersion.version == wanted)
+    )
+    if found is None:
+        raise NotFound(
+            f"audience {audience.code} has no version {wanted}",
+            f"客群 {audience.code} 没有版本 {wanted}",
+            code="version_not_found",
+        )
+    return found
+
+
+def rule_of(session: Session, audience: Audience, version: int | None = None) -> Rule:
+    """The definition as a rule; an uploaded list is ``audience(its code)``, resolved to its ids."""
+    v = version_of(session, audience, version)
+    if v.rule is None:
+        return Member(audience.code)
+    return rules.from_json(v.rule)
+
+
+def catalog(session: Session, con: BaseBackend, *, principal: Principal, table: ir.Table | None = None) -> Catalog:
+    """What a rule may name for this caller: the tag table's columns with their types, enumerated
+    values, transaction columns, stages, and the audiences the caller can see."""
+    t = table if table is not None else tag_store.tags_table(con)
+    fields = {name: _field_type(dtype) for name, dtype in t.schema().items() if name != "customer_id"}
+
+    def lookup(code: str) -> Rule | None:
+        audience = session.scalar(select(Audience).where(Audience.code == code))
+        if audience is None or not audience.active or not principal.scope.shares(audience.org_id):
+            raise KeyError(code)
+        v = version_of(session, audience)
+        return None if v.rule is None else rules.from_json(v.rule)
+
+    return Catalog(
+        fields=fields,
+        enums={k: v for k, v in ENUMS.items() if k in fields},
+        behaviour_columns=BEHAVIOUR_COLUMNS,
+        stages=STAGE_CODES,
+        audience=lookup,
+    )
+
+
+def read_definition(
+    session: Session, con: BaseBackend, *, principal: Principal, data: Definition, own: str | None = None
+) -> Rule:
+    """The definition checked against the catalog (names, types, values, no cycle), dates normalized."""
+    cat = catalog(session, con, principal=principal)
+    if data.text is not None:
+        rule = rules.parse(data.text, cat)
+    else:
+        rule = rules.from_json(data.rule)
+        rules.check(rule, cat)
+    rules.check_cycles(rule, cat, own=own)
+    return rules.normalize_values(rule, cat)
+
+
+def _new_version(session: Session, audience: Audience, actor: str, rule: Rule | None, **extra: Any) -> AudienceVersion:
+    v = AudienceVersion(
+        audience_id=audience.id,
+        version=audience.version,
+        rule=None if rule is None else rules.to_json(rule),
+        text=None if rule is None else rules.to_text(rule),
+        created_by=actor,
+        **extra,
+    )
+    session.add(v)
+    session.flush()
+    return v
+
+
+def _claim_code(session: Session, code: str) -> None:
+    if session.scalar(select(Audience.id).where(Audience.code == code)) is not None:
+        raise Conflict(f"audience {code} exists", f"客群 {code} 已存在", code="audience_exists")
+
+
+def create(session: Session, con: BaseBackend, *, principal: Principal, data: AudienceCreate) -> Audience:
+    principal.require(Permission.WRITE)
+    org = in_scope_org(session, principal, data.org_id or principal.scope.org_id)
+    _claim_code(session, data.code)
+    rule = read_definition(session, con, principal=principal, data=data, own=data.code)
+    audience = Audience(
+        code=data.code,
+        name_zh=data.name_zh,
+        name_en=data.name_en,
+        description=data.description,
+        org_id=org.id,
+        kind="rule",
+        version=1,
+        created_by=principal.actor,
+    )
+    session.add(audience)
+    session.flush()
+    v = _new_version(session, audience, principal.actor, rule)
+    audit.record(
+        session,
+        principal=principal,
+        action="audiences.create",
+        object_type="audience",
+        object_id=audience.code,
+        org_id=org.id,
+        after={"version": 1, "text": v.text},
+    )
+    return audience
+
+
+def update(session: Session, con: BaseBackend, *, principal: Principal, code: str, data: Definition) -> Audience:
+    """A new version of a rule audience's definition; earlier versions (and their snapshots) stay."""
+    principal.require(Permission.WRITE)
+    audience = _visible(session, principal, code)
+    if not principal.scope.allows(audience.org_id):
+        raise NotFound(f"no audience {code}", f"没有客群 {code}", code="audience_not_found")
+    if audience.kind != "rule":
+        raise Invalid(
+            f"audience {code} is an uploaded list: upload a new list instead",
+            f"客群 {code} 为上传名单，请重新上传",
+            code="not_a_rule",
+        )
+    before = version_of(session, audience)
+    rule = read_definition(session, con, principal=principal, data=data, own=code)
+    audience.version += 1
+    audience.updated_at = utcnow()
+    v = _new_version(session, audience, principal.actor, rule)
+    audit.record(
+        session,
+        principal=principal,
+        action="audiences.update",
+        object_type="audience",
+        object_id=code,
+        org_id=audience.org_id,
+        before={"version": before.version, "text": before.text},
+        after={"version": v.version, "text": v.text},
+    )
+    return audience
+
+
+@dataclass(frozen=True)
+class Upload:
+    audience: Audience
+    accepted: int
+    duplicates: int
+    unknown: list[str]  # not customer numbers, not customers, or customers outside the caller's scope
+
+
+def upload(session: Session, con: BaseBackend, *, principal: Principal, data: ListUpload) -> Upload:
+    """Create a list audience, or a new version of one, from customer numbers. Ids that are not
+    customers in the caller's scope are reported, never silently dropped; the rest are kept."""
+    principal.require(Permission.WRITE)
+    audience = session.scalar(select(Audience).where(Audience.code == data.code))
+    if audience is not None:
+        if not principal.scope.allows(audience.org_id) or not audience.active:
+            raise NotFound(f"no audience {data.code}", f"没有客群 {data.code}", code="audience_not_found")
+        if audience.kind != "list":
+            raise Invalid(
+                f"audience {data.code} is a rule, not a list", f"客群 {data.code} 为规则客群", code="not_a_list"
+            )
+    raw = [c.strip() for c in data.customer_ids]
+    numbers = [int(c) for c in raw if c.isdigit() and len(c) <= 18]
+    wanted = sorted(set(numbers))
+    customers = con.table("customers")
+    ids = ibis.memtable(pa.table({"customer_id": pa.array(wanted, pa.int64())}))
+    known = customers.semi_join(ids, "customer_id")
+    if not principal.scope.is_root:
+        known = known.filter(known.branch_id.isin(sorted(principal.scope.org_ids or ())))
+    found = set(known.customer_id.to_pyarrow().to_pylist())
+    unknown = [c for c in dict.fromkeys(raw) if not (c.isdigit() and len(c) <= 18 and int(c) in found)]
+    if not found:
+        raise Invalid(
+            f"none of the {len(raw)} ids is a customer in your scope",
+            f"{len(raw)} 个编号中没有本机构范围内的客户",
+            code="no_known_customers",
+            details={"unknown": unknown[:100]},
+        )
+    if audience is None:
+        org = in_scope_org(session, principal, data.org_id or principal.scope.org_id)
+        audience = Audience(
+            code=data.code,
+            name_zh=data.name_zh,
+            name_en=data.name_en,
+            description=data.description,
+            org_id=org.id,
+            kind="list",
+            version=1,
+            created_by=principal.actor,
+        )
+        session.add(audience)
+        session.flush()
+    else:
+        audience.version += 1
+        audience.updated_at = utcnow()
+    kept = sorted(found)
+    _new_version(session, audience, principal.actor, None, list_size=len(kept), unknown_ids=unknown[:10_000])
+    members_store.write_list(con, audience.id, audience.version, kept)
+    audit.record(
+        session,
+        principal=principal,
+        action="audiences.upload",
+        object_type="audience",
+        object_id=audience.code,
+        org_id=audience.org_id,
+        after={"version": audience.version, "accepted": len(kept), "unknown": len(unknown)},
+    )
+    return Upload(audience, len(kept), len(numbers) - len(set(numbers)), unknown)
+
+
+# --- evaluation ---------------------------------------------------------------------------------
+
+
+def _scoped(t: ir.Table, principal: Principal) -> ir.Table:
+    ids = principal.scope.org_ids
+    return t if ids is None else t.filter(t.branch_id.isin(sorted(ids)))
+
+
+def sources(session: Session, con: BaseBackend, *, principal: Principal, as_of: date | None, timezone: str) -> Sources:
+    """The tables a rule reads on ``as_of`` (default: the latest tag version), in the caller's scope."""
+    version = tag_store.latest(con) if as_of is None else as_of
+    if version is None:
+        raise NotFound("no tag version yet: run bankgrowth insight run", "尚无标签版本：请先运行 insight run")
+    t = _scoped(tag_store.tags_table(con, version), principal)
+    tables = set(con.list_tables())
+
+    def other(code: str) -> Rule | ir.Table:
+        audience = _visible(session, principal, code)
+        v = version_of(session, audience)
+        if v.rule is None:
+            return members_store.list_members(con, audience.id, v.version)
+        return rules.from_json(v.rule)
+
+    return Sources(
+        table=t,
+        as_of=version,
+        timezone=timezone,
+        transactions=con.table("transactions"),
+        transitions=con.table(tag_store.TRANSITIONS) if tag_store.TRANSITIONS in tables else None,
+        audience=other,
+    )
+
+
+def members(
+    session: Session,
+    con: BaseBackend,
+    *,
+    principal: Principal,
+    audience: Audience,
+    as_of: date | None = None,
+    version: int | None = None,
+    timezone: str = "Asia/Shanghai",
+) -> tuple[ir.Table, Sources]:
+    """The audience's rows of the tag table (every tag column) on ``as_of``, in the caller's scope."""
+    src = sources(session, con, principal=principal, as_of=as_of, timezone=timezone)
+    rule = rule_of(session, audience, version)
+    return src.table.filter(predicate(rule, src)), src
+
+
+@dataclass(frozen=True)
+class Count:
+    code: str
+    version: int
+    as_of: date
+    customers: int
+    milliseconds: float
+
+
+def count(
+    session: Session,
+    con: BaseBackend,
+    *,
+    principal: Principal,
+    code: str,
+    as_of: date | None = None,
+    timezone: str = "Asia/Shanghai",
+) -> Count:
+    audience = get_or_raise(session, principal=principal, code=code)
+    started = time.perf_counter()
+    t, src = members(session, con, principal=principal, audience=audience, as_of=as_of, timezone=timezone)
+    n = int(t.count().execute())
+    return Count(code, audience.version, src.as_of, n, (time.perf_counter() - started) * 1000)
+
+
+def count_rule(
+    session: Session,
+    con: BaseBackend,
+    *,
+    principal: Principal,
+    data: Definition,
+    as_of: date | None = None,
+    timezone: str = "Asia/Shanghai",
+) -> tuple[int, date]:
+    """How many customers a definition not yet saved would select (the console's live count)."""
+    principal.require(Permission.READ)
+    rule = read_definition(session, con, principal=principal, data=data)
+    src = sources(session, con, principal=principal, as_of=as_of, timezone=timezone)
+    return int(src.table.filter(predicate(rule, src)).count().execute()), src.as_of
+
+
+def preview(
+    session: Session,
+    con: BaseBackend,
+    *,
+    principal: Principal,
+    code: str,
+    limit: int = 20,
+    as_of: date | None = None,
+    timezone: str = "Asia/Shanghai",
+) -> list[dict[str, Any]]:
+    """A few members with their main tags; name and phone masked."""
+    audience = get_or_raise(session, principal=principal, code=code)
+    t, _ = members(session, con, principal=principal, audience=audience, as_of=as_of, timezone=timezone)
+    cols = [c for c in PREVIEW_COLUMNS if c in t.columns]
+    people = con.table("customers").select("customer_id", "name", "phone")
+    rows = t.select(*cols).order_by("customer_id").limit(limit).join(people, "customer_id")
+    return [mask_row(r) for r in rows.order_by("customer_id").to_pyarrow().to_pylist()]
+
+
+# --- snapshots, diffs, overlaps, exports --------------------------------------------------------
+
+
+def snapshot(
+    session: Session,
+    con: BaseBackend,
+    *,
+    principal: Principal,
+    code: str,
+    as_of: date | None = None,
+    timezone: str = "Asia/Shanghai",
+) -> AudienceSnapshot:
+    """Materialize the members now, with the definition version and tag day used. The members are
+    written in one warehouse statement under the snapshot's id; the caller commits the operational
+    row, and on failure calls :func:`discard` so no orphan members stay behind."""
+    principal.require(Permission.WRITE)
+    audience = _visible(session, principal, code)
+    t, src = members(session, con, principal=principal, audience=audience, as_of=as_of, timezone=timezone)
+    snap = AudienceSnapshot(
+        audience_id=audience.id,
+        version=audience.version,
+        as_of=src.as_of,
+        org_id=principal.scope.org_id,
+        members=0,
+        created_by=principal.actor,
+    )
+    session.add(snap)
+    session.flush()
+    snap.members = members_store.write_snapshot(con, snap.id, t.select("customer_id"))
+    audit.record(
+        session,
+        principal=principal,
+        action="audiences.snapshot",
+        object_type="audience_snapshot",
+        object_id=snap.id,
+        org_id=principal.scope.org_id,
+        after={"audience": code, "version": snap.version, "as_of": snap.as_of, "members": snap.members},
+    )
+    return snap
+
+
+def discard(con: BaseBackend, snapshot_id: int) -> None:
+    members_store.drop_snapshot(con, snapshot_id)
+
+
+def get_snapshot_or_raise(session: Session, *, principal: Principal, snapshot_id: int) -> AudienceSnapshot:
+    principal.require(Permission.READ)
+    snap = session.get(AudienceSnapshot, snapshot_id)
+    if snap is None or not principal.scope.allows(snap.org_id):
+        raise NotFound(f"no snapshot {snapshot_id}", f"没有客群快照 {snapshot_id}", code="snapshot_not_found")
+    return snap
+
+
+def list_snapshots(session: Session, *, principal: Principal, code: str) -> list[AudienceSnapshot]:
+    audience = get_or_raise(session, principal=principal, code=code)
+    found = session.scalars(
+        select(AudienceSnapshot).where(AudienceSnapshot.audience_id == audience.id).order_by(AudienceSnapshot.id)
+    )
+    return [s for s in found if principal.scope.allows(s.org_id)]
+
+
+@dataclass(frozen=True)
+class Diff:
+    before: int
+    after: int
+    only_before: int
+    only_after: int
+    both: int
+    joined_sample: list[int]
+    left_sample: list[int]
+
+
+def diff(session: Session, con: BaseBackend, *, principal: Principal, before: int, after: int) -> Diff:
+    """Who joined and who left between two snapshots (of the same audience or not)."""
+    a = members_store.snapshot_members(con, get_snapshot_or_raise(session, principal=principal, snapshot_id=before).id)
+    b = members_store.snapshot_members(con, get_snapshot_or_raise(session, principal=principal, snapshot_id=after).id)
+    joined = b.anti_join(a, "customer_id")
+    left = a.anti_join(b, "customer_id")
+    n_a, n_b = int(a.count().execute()), int(b.count().execute())
+    n_joined, n_left = int(joined.count().execute()), int(left.count().execute())
+    return Diff(
+        n_a,
+        n_b,
+        n_left,
+        n_joined,
+        n_a - n_left,
+        joined.order_by("customer_id").limit(10).customer_id.to_pyarrow().to_pylist(),
+        left.order_by("customer_id").limit(10).customer_id.to_pyarrow().to_pylist(),
+    )
+
+
+def overlap(
+    session: Session,
+    con: BaseBackend,
+    *,
+    principal: Principal,
+    codes: Sequence[str],
+    as_of: date | None = None,
+    timezone: str = "Asia/Shanghai",
+) -> tuple[list[list[int]], date]:
+    """Customers in both audience i and audience j, for 2–5 audiences on one tag day."""
+    if not 2 <= len(codes) <= 5 or len(set(codes)) != len(codes):
+        raise Invalid(
+            f"overlap compares 2 to 5 different audiences; found {list(codes)}",
+            "重叠分析需要 2 到 5 个不同客群",
+            code="bad_overlap",
+        )
+    sets = []
+    day: date | None = as_of
+    for code in codes:
+        audience = get_or_raise(session, principal=principal, code=code)
+        t, src = members(session, con, principal=principal, audience=audience, as_of=day, timezone=timezone)
+        day = src.as_of
+        sets.append(set(t.customer_id.to_pyarrow().to_pylist()))
+    assert day is not None
+    return [[len(x & y) for y in sets] for x in sets], day
+
+
+def export(
+    session: Session,
+    con: BaseBackend,
+    *,
+    principal: Principal,
+    snapshot_id: int,
+    path: Path,
+    columns: Sequence[str] = (),
+    pseudonymize_with: str | None = None,
+) -> int:
+    """Write a snapshot's members (and chosen tag columns of its as-of day) to CSV or Parquet.
+    Audited; with ``pseudonymize_with`` the customer id is replaced by a keyed pseudonym."""
+    principal.require(Permission.READ)
+    snap = get_snapshot_or_raise(session, principal=principal, snapshot_id=snapshot_id)
+    t = members_store.snapshot_members(con, snap.id)
+    if columns:
+        tags = tag_store.tags_table(con, snap.as_of)
+        unknown = [c for c in columns if c not in tags.columns]
+        if unknown:
+            raise Invalid(f"unknown tag columns {unknown}", f"未知标签列 {unknown}", code="unknown_columns")
+        wanted = [c for c in dict.fromkeys(columns) if c != "customer_id"]
+        extra = tags.select(_cid="customer_id", *wanted)
+        t = t.left_join(extra, t.customer_id == extra._cid).select("customer_id", *wanted)
+    table = t.order_by("customer_id").to_pyarrow()
+    if pseudonymize_with is not None:
+        keys = pa.array([pseudonym(v, pseudonymize_with) for v in table.column("customer_id").to_pylist()])
+        table = table.set_column(table.schema.get_field_index("customer_id"), "customer_key", keys)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".csv":
+        import pyarrow.csv as pacsv
+
+        pacsv.write_csv(table, path)
+    elif path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, path)
+    else:
+        raise Invalid(
+            f"export to .csv or .parquet, not {path.suffix or 'no suffix'}",
+            "仅支持导出 .csv 或 .parquet",
+            code="bad_format",
+        )
+    audit.record(
+        session,
+        principal=principal,
+        action="audiences.export",
+        object_type="audience_snapshot",
+        object_id=snap.id,
+        org_id=snap.org_id,
+        after={"rows": table.num_rows, "path": str(path), "pseudonymized": pseudonymize_with is not None},
+    )
+    return table.num_rows
+
+
+def install_library(session: Session, con: BaseBackend, *, principal: Principal) -> list[str]:
+    """Create the core segments that do not exist yet, as HQ audiences; returns the codes created."""
+    principal.require_hq(Permission.WRITE, "install the core segment library", "安装核心客群库")
+    created = []
+    for seg in CORE_SEGMENTS:
+        if session.scalar(select(Audience.id).where(Audience.code == seg.code)) is None:
+            create(
+                session,
+                con,
+                principal=principal,
+                data=AudienceCreate(
+                    code=seg.code, name_zh=seg.zh, name_en=seg.en, description=seg.description_en, text=seg.rule
+                ),
+            )
+            created.append(seg.code)
+    return created

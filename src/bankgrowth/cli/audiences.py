@@ -1,0 +1,298 @@
+"""Commands of audiences (客群圈选): define, count, preview, snapshot, diff, overlap, export, upload
+lists, and the core segment library. Each parses, calls one service, and renders."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from bankgrowth.audiences import rules
+from bankgrowth.audiences import service as audiences
+from bankgrowth.audiences.library import CORE_SEGMENTS
+from bankgrowth.audiences.schemas import AudienceCreate, Definition, ListUpload
+from bankgrowth.cli import render
+from bankgrowth.cli.common import console, fail, principal, settings, transaction, warehouse
+
+audiences_app = typer.Typer(
+    help="Audiences (客群圈选): rules, counts, previews, snapshots, overlaps, lists, the core library.",
+    no_args_is_help=True,
+)
+Org = Annotated[str | None, typer.Option("--org", help="Act within this org's subtree (default: HQ).")]
+AsOf = Annotated[str | None, typer.Option("--as-of", help="Tag version day (default: the latest).")]
+RuleText = Annotated[str | None, typer.Option("--rule", help="The rule as text, e.g. \"stage = 'super'\".")]
+RuleFile = Annotated[Path | None, typer.Option("--json", help="The rule as a JSON file.")]
+
+
+def _day(value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise fail(f"--as-of: expected a date YYYY-MM-DD, found {value!r}") from None
+
+
+def _definition(text: str | None, path: Path | None) -> dict[str, Any]:
+    if (text is None) == (path is None):
+        raise fail("give the rule with --rule TEXT or --json FILE (one of them)")
+    if path is not None:
+        try:
+            return {"rule": json.loads(path.read_text(encoding="utf-8"))}
+        except json.JSONDecodeError as exc:
+            raise fail(f"{path}: line {exc.lineno}, column {exc.colno}: not JSON: {exc.msg}") from None
+    return {"text": text}
+
+
+@audiences_app.command("list")
+def list_cmd(org: Org = None) -> None:
+    """Audiences I can use: my subtree's and HQ's."""
+    s = settings()
+    with transaction(s) as session:
+        rows = [
+            {"code": a.code, "name": a.name_zh, "kind": a.kind, "version": a.version, "org_id": a.org_id}
+            for a in audiences.list_audiences(session, principal=principal(session, org))
+        ]
+    render.records(console, "audiences 客群", rows, s.tz)
+
+
+@audiences_app.command("show")
+def show_cmd(
+    code: str, version: Annotated[int | None, typer.Option(help="Version (default: current).")] = None, org: Org = None
+) -> None:
+    """One audience: its definition (text and JSON) and its snapshots."""
+    s = settings()
+    with transaction(s) as session:
+        who = principal(session, org)
+        a = audiences.get_or_raise(session, principal=who, code=code)
+        v = audiences.version_of(session, a, version)
+        snaps = audiences.list_snapshots(session, principal=who, code=code)
+    console.print(
+        f"[bold]{a.code}[/] {a.name_zh} · {a.name_en}  ({a.kind}, version {v.version} of {a.version}, {a.org_id})"
+    )
+    if v.text is not None:
+        console.print(f"rule: {v.text}", highlight=False)
+        console.print_json(json.dumps(v.rule, ensure_ascii=False))
+    else:
+        console.print(f"uploaded list: {v.list_size:,} customers; {len(v.unknown_ids or [])} ids were not customers")
+    for snap in snaps:
+        console.print(f"snapshot {snap.id}: version {snap.version}, as of {snap.as_of}, {snap.members:,} members")
+
+
+@audiences_app.command("create")
+def create_cmd(
+    code: str,
+    zh: Annotated[str, typer.Option("--zh", help="Chinese name.")],
+    en: Annotated[str, typer.Option("--en", help="English name.")],
+    rule: RuleText = None,
+    rule_json: RuleFile = None,
+    description: str = "",
+    org: Org = None,
+) -> None:
+    """Define an audience by a rule; the rule is checked against the tag catalog."""
+    s = settings()
+    with warehouse(s) as con, transaction(s) as session:
+        data = AudienceCreate(
+            code=code, name_zh=zh, name_en=en, description=description, **_definition(rule, rule_json)
+        )
+        a = audiences.create(session, con, principal=principal(session, org), data=data)
+        text = audiences.version_of(session, a).text
+    console.print(f"created {a.code} (version 1): {text}", highlight=False)
+
+
+@audiences_app.command("update")
+def update_cmd(code: str, rule: RuleText = None, rule_json: RuleFile = None, org: Org = None) -> None:
+    """A new version of an audience's rule (earlier versions and snapshots are kept)."""
+    s = settings()
+    with warehouse(s) as con, transaction(s) as session:
+        a = audiences.update(
+            session, con, principal=principal(session, org), code=code, data=Definition(**_definition(rule, rule_json))
+        )
+        version = a.version
+    console.print(f"{code} is now at version {version}")
+
+
+@audiences_app.command("count")
+def count_cmd(
+    code: Annotated[str | None, typer.Argument(help="An audience code; or give --rule.")] = None,
+    rule: RuleText = None,
+    as_of: AsOf = None,
+    org: Org = None,
+) -> None:
+    """How many customers an audience (or a rule not saved yet) selects, in my scope."""
+    s = settings()
+    with warehouse(s) as con, transaction(s) as session:
+        who = principal(session, org)
+        if code is not None:
+            c = audiences.count(session, con, principal=who, code=code, as_of=_day(as_of), timezone=s.timezone)
+            console.print(
+                f"{c.code} v{c.version} as of {c.as_of}: [bold]{c.customers:,}[/] customers ({c.milliseconds:.0f} ms)"
+            )
+        elif rule is not None:
+            n, day = audiences.count_rule(
+                session, con, principal=who, data=Definition(text=rule), as_of=_day(as_of), timezone=s.timezone
+            )
+            console.print(f"as of {day}: [bold]{n:,}[/] customers")
+        else:
+            raise fail("give an audience code or --rule TEXT")
+
+
+@audiences_app.command("preview")
+def preview_cmd(code: str, limit: int = 20, as_of: AsOf = None, org: Org = None) -> None:
+    """A few members with their main tags (personal data masked)."""
+    s = settings()
+    with warehouse(s) as con, transaction(s) as session:
+        rows = audiences.preview(
+            session,
+            con,
+            principal=principal(session, org),
+            code=code,
+            limit=limit,
+            as_of=_day(as_of),
+            timezone=s.timezone,
+        )
+    render.records(console, f"{code} · preview 预览", rows, s.tz)
+
+
+@audiences_app.command("snapshot")
+def snapshot_cmd(code: str, as_of: AsOf = None, org: Org = None) -> None:
+    """Materialize the members now (definition version and tag day recorded)."""
+    s = settings()
+    made: list[int] = []
+    with warehouse(s) as con:
+        try:
+            with transaction(s) as session:
+                snap = audiences.snapshot(
+                    session, con, principal=principal(session, org), code=code, as_of=_day(as_of), timezone=s.timezone
+                )
+                made.append(snap.id)
+        except BaseException:
+            for snapshot_id in made:
+                audiences.discard(con, snapshot_id)
+            raise
+    console.print(f"snapshot {snap.id} of {code}: version {snap.version}, as of {snap.as_of}, {snap.members:,} members")
+
+
+@audiences_app.command("diff")
+def diff_cmd(before: int, after: int, org: Org = None) -> None:
+    """Who joined and who left between two snapshots."""
+    s = settings()
+    with warehouse(s) as con, transaction(s) as session:
+        d = audiences.diff(session, con, principal=principal(session, org), before=before, after=after)
+    console.print(
+        f"snapshot {before}: {d.before:,} → snapshot {after}: {d.after:,}; "
+        f"[green]+{d.only_after:,} joined[/], [red]-{d.only_before:,} left[/], {d.both:,} stayed"
+    )
+    if d.joined_sample:
+        console.print(f"joined, e.g.: {d.joined_sample}")
+    if d.left_sample:
+        console.print(f"left, e.g.: {d.left_sample}")
+
+
+@audiences_app.command("overlap")
+def overlap_cmd(codes: list[str], as_of: AsOf = None, org: Org = None) -> None:
+    """Customers shared by each pair of 2–5 audiences."""
+    s = settings()
+    with warehouse(s) as con, transaction(s) as session:
+        counts, day = audiences.overlap(
+            session, con, principal=principal(session, org), codes=codes, as_of=_day(as_of), timezone=s.timezone
+        )
+    table = Table(title=f"overlap 重叠 · as of {day}")
+    table.add_column("")
+    for code in codes:
+        table.add_column(code, justify="right")
+    for code, row in zip(codes, counts, strict=True):
+        table.add_row(code, *[f"{n:,}" for n in row])
+    console.print(table)
+
+
+@audiences_app.command("export")
+def export_cmd(
+    snapshot_id: int,
+    out: Annotated[Path, typer.Argument(help="File to write: .csv or .parquet.")],
+    columns: Annotated[str | None, typer.Option(help="Comma-separated tags to add.")] = None,
+    pseudonymize: Annotated[bool, typer.Option("--pseudonymize", help="Keyed pseudonyms instead of ids.")] = False,
+    org: Org = None,
+) -> None:
+    """Export a snapshot's members (audited)."""
+    s = settings()
+    with warehouse(s) as con, transaction(s) as session:
+        n = audiences.export(
+            session,
+            con,
+            principal=principal(session, org),
+            snapshot_id=snapshot_id,
+            path=out,
+            columns=[c.strip() for c in columns.split(",")] if columns else (),
+            pseudonymize_with=s.secret_key.get_secret_value() if pseudonymize else None,
+        )
+    console.print(f"wrote {n:,} members to {out}")
+
+
+def _read_ids(path: Path) -> list[str]:
+    """One id per line, or a CSV with a customer_id column."""
+    text = path.read_text(encoding="utf-8-sig")
+    lines = [line for line in text.splitlines() if line.strip()]
+    if (lines and "," in lines[0]) or (lines and lines[0].strip().lower() == "customer_id"):
+        reader = csv.DictReader(lines)
+        if "customer_id" not in (reader.fieldnames or []):
+            raise fail(f"{path}: line 1: expected a customer_id column, found {reader.fieldnames}")
+        return [row["customer_id"] or "" for row in reader]
+    return [line.strip() for line in lines]
+
+
+@audiences_app.command("upload")
+def upload_cmd(
+    code: str,
+    file: Annotated[Path, typer.Argument(help="Ids, one per line, or a CSV with a customer_id column.")],
+    zh: Annotated[str, typer.Option("--zh", help="Chinese name (for a new list).")] = "上传名单",
+    en: Annotated[str, typer.Option("--en", help="English name (for a new list).")] = "Uploaded list",
+    org: Org = None,
+) -> None:
+    """Create (or replace with a new version) an uploaded list audience; ids that are not
+    customers in scope are listed, not dropped silently."""
+    s = settings()
+    ids = _read_ids(file)
+    if not ids:
+        raise fail(f"{file}: no ids")
+    with warehouse(s) as con, transaction(s) as session:
+        up = audiences.upload(
+            session,
+            con,
+            principal=principal(session, org),
+            data=ListUpload(code=code, name_zh=zh, name_en=en, customer_ids=ids),
+        )
+        version = up.audience.version
+    console.print(f"{code} version {version}: {up.accepted:,} customers; {up.duplicates:,} repeated ids counted once")
+    if up.unknown:
+        console.print(f"[yellow]{len(up.unknown):,} ids are not customers in scope[/]: {', '.join(up.unknown[:20])}")
+
+
+@audiences_app.command("library")
+def library_cmd(
+    install: Annotated[bool, typer.Option("--install", help="Create the missing ones at HQ.")] = False,
+) -> None:
+    """The core segment library (百类核心客群)."""
+    s = settings()
+    if install:
+        with warehouse(s) as con, transaction(s) as session:
+            created = audiences.install_library(session, con, principal=principal(session, None))
+        console.print(f"installed {len(created)} core segments" + (f": {', '.join(created)}" if created else ""))
+        return
+    table = Table(title="core segments 核心客群")
+    for col in ("code", "名称", "name", "rule"):
+        table.add_column(col)
+    for seg in CORE_SEGMENTS:
+        table.add_row(seg.code, seg.zh, seg.en, seg.rule)
+    console.print(table)
+
+
+@audiences_app.command("schema")
+def schema_cmd() -> None:
+    """The JSON Schema of a rule."""
+    console.print_json(json.dumps(rules.JSON_SCHEMA))
