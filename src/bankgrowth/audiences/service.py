@@ -558,7 +558,7 @@ def export(
         if unknown:
             raise Invalid(f"unknown tag columns {unknown}", f"未知标签列 {unknown}", code="unknown_columns")
         wanted = [c for c in dict.fromkeys(columns) if c != "customer_id"]
-        extra = tags.select(_cid="customer_id", *wanted)
+        extra = tags.select(*wanted, _cid="customer_id")
         t = t.left_join(extra, t.customer_id == extra._cid).select("customer_id", *wanted)
     table = t.order_by("customer_id").to_pyarrow()
     if pseudonymize_with is not None:
