@@ -5,6 +5,7 @@ audit entry carrying its request id."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,8 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from bankgrowth.api.app import create_app
+from bankgrowth.audiences import service as audiences
+from bankgrowth.audiences.schemas import AudienceCreate
 from bankgrowth.config import Settings
 from bankgrowth.operational import db
 from bankgrowth.platform import service as platform_service
@@ -89,6 +92,9 @@ class World:
 
 
 def build_world(tmp: Path, warehouse: Path) -> World:
+    own = tmp / "warehouse.duckdb"  # a copy: audience snapshots write members into the warehouse
+    shutil.copy(warehouse, own)
+    warehouse = own
     settings = Settings(
         data_dir=tmp,
         warehouse_url=f"duckdb:///{warehouse}",
@@ -122,6 +128,7 @@ def build_world(tmp: Path, warehouse: Path) -> World:
             )
             world.keys[label], world.key_ids[label] = plaintext, key.id
     seed_rights(world)
+    seed_audiences(world)
     for name, *_ in PEOPLE:
         r = world.call("POST", "/api/v1/auth/login", json={"username": name, "password": PASSWORD})
         assert r.status_code == 200, r.text
@@ -191,6 +198,27 @@ def seed_rights(world: World) -> None:
                 "holding_id": granted.holding_id,
                 "order_no": order.order_no,
             }
+
+
+def seed_audiences(world: World) -> None:
+    """The core library at HQ; for each of branches A and B an audience of its own with a snapshot."""
+    con = wh.connect(world.settings.resolved_warehouse_url)
+    try:
+        with Session(world.engine, expire_on_commit=False) as s, s.begin():
+            audiences.install_library(s, con, principal=platform_service.system_principal(s, source="test"))
+            for label, org in (("A", "B01"), ("B", "B02")):
+                owner = platform_service.system_principal(s, source="test", org_id=org)
+                code = f"{label.lower()}.active"
+                audiences.create(
+                    s,
+                    con,
+                    principal=owner,
+                    data=AudienceCreate(code=code, name_zh="活跃", name_en="Active", text="txn_count_30d >= 1"),
+                )
+                snap = audiences.snapshot(s, con, principal=owner, code=code)
+                world.rights[label] |= {"code": code, "snapshot_id": snap.id}
+    finally:
+        con.disconnect()
 
 
 @pytest.fixture(scope="module")

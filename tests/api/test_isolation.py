@@ -103,12 +103,32 @@ BODIES: dict[tuple[str, str], dict[str, Any] | None] = {
     },
     ("POST", "/channel/v1/savings-cards/{product_code}/purchases"): {"customer_id": "0", "key": "probe"},
     ("POST", "/channel/v1/redemptions"): {"holding_id": 0, "key": "probe"},  # the B holding: see _request
+    ("POST", "/api/v1/audiences"): {
+        "code": "intruder",
+        "name_zh": "x",
+        "name_en": "x",
+        "org_id": "B02",
+        "text": "age >= 30",
+    },
+    ("POST", "/api/v1/audiences/{code}/versions"): {"text": "age >= 40"},
+    ("POST", "/api/v1/audiences/{code}/snapshots"): None,
+    ("POST", "/api/v1/audiences/library"): None,
+    ("POST", "/api/v1/audience-lists"): {
+        "code": "intruder",
+        "name_zh": "x",
+        "name_en": "x",
+        "org_id": "B02",
+        "customer_ids": ["0"],
+    },
     ("POST", "/payments/v1/callbacks"): {"event_id": "e1", "order_no": "SC0", "kind": "paid", "amount_fen": 99},
 }
 # Query parameters a route needs to do anything.
-QUERIES: dict[str, dict[str, str]] = {
+QUERIES: dict[str, dict[str, Any]] = {
     "/api/v1/insight/transitions": {"start": "2026-10-31", "end": "2026-10-31"},
     "/api/v1/settlement": {"start": "2026-01-01", "end": "2026-12-31"},
+    "/api/v1/audiences/count": {"rule": "stage = 'super'"},
+    "/api/v1/audiences/overlap": {"codes": ["core.super_users", "core.young"]},
+    "/api/v1/audience-snapshots/{snapshot_id}/diff": {"before": "1"},
 }
 
 
@@ -129,6 +149,7 @@ def _request(world: World, method: str, route: APIRoute, who: str | None, object
                 **body,
                 **({"customer_id": str(objects["customer_id"])} if "customer_id" in body else {}),
                 **({"holding_id": objects["holding_id"]} if "holding_id" in body else {}),
+                **({"customer_ids": [str(objects["customer_id"])]} if "customer_ids" in body else {}),
             }
     return world.call(method, _path(route, objects), who, **kwargs)
 

@@ -15,6 +15,7 @@ from bankgrowth.api.app import create_app
 from bankgrowth.api.deps import api_routes
 from bankgrowth.platform.models import AuditEntry, ConsoleSession
 from tests.api.conftest import MUTATING, PASSWORD, World
+from tests.api.test_audiences_api import AUDIENCE_MUTATIONS
 from tests.api.test_rights_api import RIGHTS_MUTATIONS
 
 
@@ -58,8 +59,8 @@ def test_every_mutating_route_succeeds_once_and_leaves_an_audit_entry(fresh_worl
     w = fresh_world
     planned = success_requests(w)
     routes = {(m, r.path) for r in api_routes(w.client.app) for m in r.methods if m in MUTATING}  # type: ignore[arg-type]
-    # the rights routes succeed in their own walk (test_rights_api), which checks it covers all of them
-    planned_routes = {(m, p) for m, p, *_ in planned} | RIGHTS_MUTATIONS
+    # rights and audience routes succeed in their own walks (test_rights_api, test_audiences_api)
+    planned_routes = {(m, p) for m, p, *_ in planned} | RIGHTS_MUTATIONS | AUDIENCE_MUTATIONS
     assert routes == planned_routes, "add a successful request for each new mutating route"
     objects = {"user_id": w.user_ids["a_operator"], "key_id": w.key_ids["a"]}
     before = w.audit_count()
@@ -187,7 +188,7 @@ def test_health_readiness_and_metrics(world: World) -> None:
 def test_openapi_groups_routes_by_domain_and_documents_auth(world: World) -> None:
     spec = world.call("GET", "/openapi.json").json()
     tags = {t for path in spec["paths"].values() for op in path.values() for t in op["tags"]}
-    assert tags == {"platform", "insight", "rights", "channel", "payments", "system"}
+    assert tags == {"platform", "insight", "rights", "audiences", "channel", "payments", "system"}
     assert set(spec["components"]["securitySchemes"]) == {"HTTPBearer", "APIKeyHeader"}
 
 

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from bankgrowth import __version__
 from bankgrowth.api import observability
 from bankgrowth.api.deps import allow
+from bankgrowth.audiences import views as audience_views
 from bankgrowth.config import Settings
 from bankgrowth.errors import BankgrowthError, NotFound, Unavailable
 from bankgrowth.insight import views as insight_views
@@ -31,6 +32,10 @@ API_TAGS = [
     {
         "name": "rights",
         "description": "权益、预算池、发放、钱包、省钱卡、结算 · Rights, pools, grants, wallets, savings cards.",
+    },
+    {
+        "name": "audiences",
+        "description": "客群圈选：规则、人数、快照、重叠与名单 · Audiences: rules, counts, snapshots, lists.",
     },
     {"name": "channel", "description": "渠道应用接口（X-API-Key）· Endpoints for channel applications."},
     {"name": "payments", "description": "支付机构回调（签名校验）· Signed callbacks from the payment provider."},
@@ -127,7 +132,9 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         platform_views.router,
         insight_views.router,
         rights_views.router,
+        audience_views.router,
         insight_views.channel_router,
+        audience_views.channel_router,
         rights_views.channel_router,
         rights_views.payments_router,
     ):

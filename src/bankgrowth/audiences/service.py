@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from bankgrowth.audiences import rules
 from bankgrowth.audiences import store as members_store
-from bankgrowth.audiences.evaluate import Sources, predicate
+from bankgrowth.audiences.evaluate import Moment, Profile, Sources, day_start, matches, predicate
 from bankgrowth.audiences.library import CORE_SEGMENTS
 from bankgrowth.audiences.models import Audience, AudienceSnapshot, AudienceVersion
 from bankgrowth.audiences.rules import Catalog, Member, Rule
@@ -261,6 +261,7 @@ def upload(session: Session, con: BaseBackend, *, principal: Principal, data: Li
             raise Invalid(
                 f"audience {data.code} is a rule, not a list", f"客群 {data.code} 为规则客群", code="not_a_list"
             )
+    org = in_scope_org(session, principal, audience.org_id if audience else data.org_id or principal.scope.org_id)
     raw = [c.strip() for c in data.customer_ids]
     numbers = [int(c) for c in raw if c.isdigit() and len(c) <= 18]
     wanted = sorted(set(numbers))
@@ -279,7 +280,6 @@ def upload(session: Session, con: BaseBackend, *, principal: Principal, data: Li
             details={"unknown": unknown[:100]},
         )
     if audience is None:
-        org = in_scope_org(session, principal, data.org_id or principal.scope.org_id)
         audience = Audience(
             code=data.code,
             name_zh=data.name_zh,
@@ -606,4 +606,73 @@ def install_library(session: Session, con: BaseBackend, *, principal: Principal)
                 ),
             )
             created.append(seg.code)
+    audit.record(
+        session,
+        principal=principal,
+        action="audiences.library",
+        object_type="audience_library",
+        org_id=principal.scope.org_id,
+        after={"created": created, "segments": len(CORE_SEGMENTS)},
+    )
     return created
+
+
+def profile_of(
+    con: BaseBackend, customer_id: int, *, as_of: date | None = None, window_days: int = rules.MAX_DAYS
+) -> Profile:
+    """One customer as the in-memory evaluator reads it: the tag row, the transactions of the last
+    ``window_days`` days and the lifecycle transitions."""
+    day = tag_store.latest(con) if as_of is None else as_of
+    if day is None:
+        raise NotFound("no tag version yet: run bankgrowth insight run", "尚无标签版本：请先运行 insight run")
+    t = tag_store.tags_table(con, day)
+    found = t.filter(t.customer_id == customer_id).to_pyarrow().to_pylist()
+    if not found:
+        raise NotFound(f"no customer {customer_id}", f"没有客户 {customer_id}", details={"customer_id": customer_id})
+    tx = con.table("transactions")
+    since = day_start(day - timedelta(days=window_days), "UTC")
+    txns = tx.filter(tx.customer_id == customer_id, tx.txn_at >= since).to_pyarrow().to_pylist()
+    moves: list[dict[str, Any]] = []
+    if tag_store.TRANSITIONS in con.list_tables():
+        tr = con.table(tag_store.TRANSITIONS)
+        moves = tr.filter(tr.customer_id == customer_id, tr.as_of <= day).to_pyarrow().to_pylist()
+    return Profile(customer_id, found[0], txns, moves)
+
+
+@dataclass(frozen=True)
+class Membership:
+    code: str
+    customer_id: int
+    member: bool
+    as_of: date
+
+
+def is_member(
+    session: Session,
+    con: BaseBackend,
+    *,
+    principal: Principal,
+    code: str,
+    customer_id: int,
+    timezone: str = "Asia/Shanghai",
+) -> Membership:
+    """Whether one customer (in the caller's scope) is in an audience now, by the in-memory
+    evaluator — the path real-time triggers take."""
+    if not principal.can(Permission.CHANNEL):
+        principal.require(Permission.READ)
+    audience = _visible(session, principal, code)
+    profile = profile_of(con, customer_id)
+    if not principal.scope.allows(str(profile.values.get("branch_id"))):
+        raise NotFound(f"no customer {customer_id}", f"没有客户 {customer_id}", details={"customer_id": customer_id})
+    day = tag_store.latest(con)
+    assert day is not None
+
+    def other(name: str) -> Rule | set[int]:
+        inner = _visible(session, principal, name)
+        v = version_of(session, inner)
+        if v.rule is None:
+            return set(members_store.list_members(con, inner.id, v.version).customer_id.to_pyarrow().to_pylist())
+        return rules.from_json(v.rule)
+
+    rule = rule_of(session, audience)
+    return Membership(code, customer_id, matches(rule, profile, Moment(day, timezone, audience=other)), day)

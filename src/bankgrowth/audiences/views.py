@@ -1,0 +1,271 @@
+"""Audience routes: definitions and versions, live and saved counts, masked previews, snapshots,
+diffs, overlaps, uploaded lists, exports and the core library for the console; membership of one
+customer (the in-memory evaluator) for channels. Each route calls one service."""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import date
+from pathlib import Path as FilePath
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query, Response
+
+from bankgrowth.api.deps import SessionDep, SettingsDep, WarehouseDep, allow
+from bankgrowth.audiences import rules
+from bankgrowth.audiences import service as audiences
+from bankgrowth.audiences.models import Audience
+from bankgrowth.audiences.schemas import (
+    CODE,
+    AudienceCreate,
+    AudienceDetail,
+    AudienceRead,
+    CountRead,
+    Definition,
+    DiffRead,
+    ListUpload,
+    OverlapRead,
+    SnapshotRead,
+    VersionRead,
+)
+from bankgrowth.platform.access import Permission, Principal
+
+router = APIRouter(prefix="/api/v1", tags=["audiences"])
+channel_router = APIRouter(prefix="/channel/v1", tags=["channel"])
+
+Reader = Annotated[Principal, allow("console", Permission.READ, scope="subtree")]
+Writer = Annotated[Principal, allow("console", Permission.WRITE, scope="subtree")]
+Definer = Annotated[Principal, allow("console", Permission.READ, scope="global")]
+ChannelApp = Annotated[Principal, allow("channel", Permission.CHANNEL, scope="subtree")]
+Code = Annotated[str, Path(pattern=CODE, description="Audience code, e.g. core.super_users.")]
+SnapshotId = Annotated[int, Path(ge=1, le=2**62)]
+CustomerId = Annotated[int, Path(ge=1, le=2**62, description="The bank's customer number.")]
+AsOf = Annotated[date | None, Query(description="Tag version day; default the latest.")]
+
+
+def _detail(session: SessionDep, audience: Audience, version: int | None = None) -> AudienceDetail:
+    v = audiences.version_of(session, audience, version)
+    return AudienceDetail(
+        **AudienceRead.model_validate(audience).model_dump(), definition=VersionRead.model_validate(v)
+    )
+
+
+@router.get("/audiences", response_model=list[AudienceRead], summary="Audiences I can use (客群)")
+def list_audiences(session: SessionDep, principal: Reader) -> list[AudienceRead]:
+    return [AudienceRead.model_validate(a) for a in audiences.list_audiences(session, principal=principal)]
+
+
+@router.post("/audiences", response_model=AudienceDetail, status_code=201, summary="Define an audience (新建客群)")
+def create_audience(body: AudienceCreate, session: SessionDep, con: WarehouseDep, principal: Writer) -> AudienceDetail:
+    with session.begin():
+        audience = audiences.create(session, con, principal=principal, data=body)
+        return _detail(session, audience)
+
+
+@router.get("/audiences/rule-schema", summary="The JSON Schema of an audience rule")
+def rule_schema(_: Definer) -> dict[str, Any]:
+    return rules.JSON_SCHEMA
+
+
+@router.get(
+    "/audiences/count",
+    response_model=CountRead,
+    summary="Live count of a rule not saved yet (实时预估人数)",
+    description="`rule` is the text form, e.g. stage = 'super' and txn_count_30d >= 3.",
+)
+def count_rule(
+    session: SessionDep,
+    con: WarehouseDep,
+    settings: SettingsDep,
+    principal: Reader,
+    rule: Annotated[str, Query(min_length=1, max_length=20_000)],
+    as_of: AsOf = None,
+) -> CountRead:
+    import time
+
+    started = time.perf_counter()
+    n, day = audiences.count_rule(
+        session, con, principal=principal, data=Definition(text=rule), as_of=as_of, timezone=settings.timezone
+    )
+    return CountRead(code="", version=0, as_of=day, customers=n, milliseconds=(time.perf_counter() - started) * 1000)
+
+
+@router.get("/audiences/overlap", response_model=OverlapRead, summary="Overlap of 2–5 audiences (重叠分析)")
+def overlap(
+    session: SessionDep,
+    con: WarehouseDep,
+    settings: SettingsDep,
+    principal: Reader,
+    codes: Annotated[list[Annotated[str, Query(pattern=CODE)]], Query(min_length=2, max_length=5)],
+    as_of: AsOf = None,
+) -> OverlapRead:
+    counts, day = audiences.overlap(
+        session, con, principal=principal, codes=codes, as_of=as_of, timezone=settings.timezone
+    )
+    return OverlapRead(codes=list(codes), as_of=day, counts=counts)
+
+
+@router.post(
+    "/audiences/library",
+    response_model=list[str],
+    summary="Install the core segment library at HQ (安装核心客群库); returns the codes created",
+)
+def install_library(session: SessionDep, con: WarehouseDep, principal: Writer) -> list[str]:
+    with session.begin():
+        return audiences.install_library(session, con, principal=principal)
+
+
+@router.get("/audiences/{code}", response_model=AudienceDetail, summary="One audience and its definition")
+def get_audience(
+    code: Code,
+    session: SessionDep,
+    principal: Reader,
+    version: Annotated[int | None, Query(ge=1, le=2**31)] = None,
+) -> AudienceDetail:
+    return _detail(session, audiences.get_or_raise(session, principal=principal, code=code), version)
+
+
+@router.post(
+    "/audiences/{code}/versions", response_model=AudienceDetail, summary="A new version of the rule (earlier kept)"
+)
+def update_audience(
+    code: Code, body: Definition, session: SessionDep, con: WarehouseDep, principal: Writer
+) -> AudienceDetail:
+    with session.begin():
+        audience = audiences.update(session, con, principal=principal, code=code, data=body)
+        return _detail(session, audience)
+
+
+@router.get("/audiences/{code}/count", response_model=CountRead, summary="How many customers, in my scope")
+def count(
+    code: Code, session: SessionDep, con: WarehouseDep, settings: SettingsDep, principal: Reader, as_of: AsOf = None
+) -> CountRead:
+    c = audiences.count(session, con, principal=principal, code=code, as_of=as_of, timezone=settings.timezone)
+    return CountRead(**vars(c))
+
+
+@router.get("/audiences/{code}/preview", summary="A few members with their main tags, masked (预览)")
+def preview(
+    code: Code,
+    session: SessionDep,
+    con: WarehouseDep,
+    settings: SettingsDep,
+    principal: Reader,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    as_of: AsOf = None,
+) -> list[dict[str, Any]]:
+    return audiences.preview(
+        session, con, principal=principal, code=code, limit=limit, as_of=as_of, timezone=settings.timezone
+    )
+
+
+@router.post(
+    "/audiences/{code}/snapshots",
+    response_model=SnapshotRead,
+    status_code=201,
+    summary="Materialize the members now (快照), with the definition version and tag day",
+)
+def snapshot(
+    code: Code, session: SessionDep, con: WarehouseDep, settings: SettingsDep, principal: Writer, as_of: AsOf = None
+) -> SnapshotRead:
+    made: list[int] = []
+    try:
+        with session.begin():
+            snap = audiences.snapshot(
+                session, con, principal=principal, code=code, as_of=as_of, timezone=settings.timezone
+            )
+            made.append(snap.id)
+            result = SnapshotRead.model_validate(snap)
+    except BaseException:
+        for snapshot_id in made:  # the operational row did not commit: its members must not stay
+            audiences.discard(con, snapshot_id)
+        raise
+    return result
+
+
+@router.get("/audiences/{code}/snapshots", response_model=list[SnapshotRead], summary="Snapshots of an audience")
+def list_snapshots(code: Code, session: SessionDep, principal: Reader) -> list[SnapshotRead]:
+    return [SnapshotRead.model_validate(s) for s in audiences.list_snapshots(session, principal=principal, code=code)]
+
+
+@router.get(
+    "/audience-snapshots/{snapshot_id}/diff",
+    response_model=DiffRead,
+    summary="Who joined and who left since an earlier snapshot",
+)
+def diff(
+    snapshot_id: SnapshotId,
+    session: SessionDep,
+    con: WarehouseDep,
+    principal: Reader,
+    before: Annotated[int, Query(ge=1, le=2**62, description="The earlier snapshot.")],
+) -> DiffRead:
+    d = audiences.diff(session, con, principal=principal, before=before, after=snapshot_id)
+    return DiffRead(**vars(d))
+
+
+@router.get(
+    "/audience-snapshots/{snapshot_id}/export",
+    summary="Download a snapshot's members as CSV or Parquet (audited)",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}, "application/vnd.apache.parquet": {}}}},
+)
+def export(
+    snapshot_id: SnapshotId,
+    session: SessionDep,
+    con: WarehouseDep,
+    settings: SettingsDep,
+    principal: Reader,
+    format: Literal["csv", "parquet"] = "csv",
+    columns: Annotated[list[Annotated[str, Query(pattern=r"^[a-z][a-z0-9_]{0,63}$")]] | None, Query()] = None,
+    pseudonymize: bool = False,
+) -> Response:
+    with tempfile.TemporaryDirectory() as tmp, session.begin():
+        path = FilePath(tmp) / f"audience-snapshot-{snapshot_id}.{format}"
+        audiences.export(
+            session,
+            con,
+            principal=principal,
+            snapshot_id=snapshot_id,
+            path=path,
+            columns=columns or (),
+            pseudonymize_with=settings.secret_key.get_secret_value() if pseudonymize else None,
+        )
+        content = path.read_bytes()
+    media = "text/csv" if format == "csv" else "application/vnd.apache.parquet"
+    return Response(content, media_type=media, headers={"Content-Disposition": f'attachment; filename="{path.name}"'})
+
+
+@router.post(
+    "/audience-lists",
+    status_code=201,
+    summary="Upload customer ids as a list audience (上传名单); ids that are not customers are reported",
+)
+def upload(body: ListUpload, session: SessionDep, con: WarehouseDep, principal: Writer) -> dict[str, Any]:
+    with session.begin():
+        up = audiences.upload(session, con, principal=principal, data=body)
+        return {
+            "audience": _detail(session, up.audience).model_dump(mode="json"),
+            "accepted": up.accepted,
+            "duplicates": up.duplicates,
+            "unknown": up.unknown[:1000],
+            "unknown_count": len(up.unknown),
+        }
+
+
+@channel_router.get(
+    "/customers/{customer_id}/audiences/{code}",
+    summary="Is this customer in the audience now? (one customer, evaluated in memory)",
+)
+def channel_membership(
+    customer_id: CustomerId,
+    code: Code,
+    session: SessionDep,
+    con: WarehouseDep,
+    settings: SettingsDep,
+    principal: ChannelApp,
+) -> dict[str, Any]:
+    m = audiences.is_member(
+        session, con, principal=principal, code=code, customer_id=customer_id, timezone=settings.timezone
+    )
+    return {"code": m.code, "customer_id": m.customer_id, "member": m.member, "as_of": m.as_of.isoformat()}
