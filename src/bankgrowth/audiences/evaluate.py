@@ -74,17 +74,20 @@ class Sources:
         return ibis.literal(day_start(day, self.timezone), type="timestamp('UTC')")
 
 
-def predicate(rule: Rule, src: Sources, trail: tuple[str, ...] = ()) -> ir.BooleanValue:
-    """The rule as a boolean column of ``src.table`` (never NULL)."""
+def predicate(rule: Rule, src: Sources, trail: tuple[str, ...] = (), negated: bool = False) -> ir.BooleanValue:
+    """The rule as a filter of ``src.table``. A condition on NULL is false: under a ``not`` it is
+    made so explicitly; elsewhere SQL's NULL already filters like false (AND and OR are monotone),
+    and leaving the condition bare lets the engine skip blocks by their min/max."""
     t = src.table
     if isinstance(rule, All):
-        return reduce(operator.and_, (predicate(i, src, trail) for i in rule.items))
+        return reduce(operator.and_, (predicate(i, src, trail, negated) for i in rule.items))
     if isinstance(rule, Any_):
-        return reduce(operator.or_, (predicate(i, src, trail) for i in rule.items))
+        return reduce(operator.or_, (predicate(i, src, trail, negated) for i in rule.items))
     if isinstance(rule, Not):
-        return ~predicate(rule.item, src, trail)
+        return ~predicate(rule.item, src, trail, True)
     if isinstance(rule, Cond):
-        return _cond(rule, t[rule.field], src).fill_null(False)
+        cond = _cond(rule, t[rule.field], src)
+        return cond.fill_null(False) if negated else cond
     if isinstance(rule, Behaviour):
         if src.transactions is None:
             raise ValueError("a behaviour condition needs the transactions")
@@ -122,7 +125,7 @@ def predicate(rule: Rule, src: Sources, trail: tuple[str, ...] = ()) -> ir.Boole
         raise ValueError("an audience(...) condition needs the other audiences")
     inner = src.audience(rule.audience)
     if isinstance(inner, All | Any_ | Not | Cond | Behaviour | Entered | Member):
-        return predicate(inner, src, (*trail, rule.audience))
+        return predicate(inner, src, (*trail, rule.audience), negated)
     return t.customer_id.isin(inner.customer_id)
 
 

@@ -8,7 +8,9 @@ change writes a new version; a snapshot records the version and the tag as-of da
 
 from __future__ import annotations
 
+import json
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -320,10 +322,12 @@ def _scoped(t: ir.Table, principal: Principal) -> ir.Table:
 
 def sources(session: Session, con: BaseBackend, *, principal: Principal, as_of: date | None, timezone: str) -> Sources:
     """The tables a rule reads on ``as_of`` (default: the latest tag version), in the caller's scope."""
-    version = tag_store.latest(con) if as_of is None else as_of
+    latest = tag_store.latest(con)
+    version = latest if as_of is None else as_of
     if version is None:
         raise NotFound("no tag version yet: run bankgrowth insight run", "尚无标签版本：请先运行 insight run")
-    t = _scoped(tag_store.tags_table(con, version), principal)
+    base = members_store.profile(con, version) if version == latest else tag_store.tags_table(con, version)
+    t = _scoped(base, principal)
     tables = set(con.list_tables())
 
     def other(code: str) -> Rule | ir.Table:
@@ -377,11 +381,59 @@ def count(
     as_of: date | None = None,
     timezone: str = "Asia/Shanghai",
 ) -> Count:
-    audience = get_or_raise(session, principal=principal, code=code)
     started = time.perf_counter()
-    t, src = members(session, con, principal=principal, audience=audience, as_of=as_of, timezone=timezone)
-    n = int(t.count().execute())
-    return Count(code, audience.version, src.as_of, n, (time.perf_counter() - started) * 1000)
+    audience = get_or_raise(session, principal=principal, code=code)
+    n, day = _count(session, con, principal=principal, rule=rule_of(session, audience), as_of=as_of, timezone=timezone)
+    return Count(code, audience.version, day, n, (time.perf_counter() - started) * 1000)
+
+
+_COMPILED: OrderedDict[str, str] = OrderedDict()  # count SQL by what it was compiled from (LRU)
+_COMPILED_MAX = 1024
+
+
+def _dependencies(session: Session, principal: Principal, rule: Rule, seen: frozenset[str] = frozenset()) -> list[Any]:
+    """The (code, version) of every audience the rule reaches: a compiled count is valid while they stay."""
+    out: list[Any] = []
+    for code in sorted(rules.audiences_named(rule) - seen):
+        audience = _visible(session, principal, code)
+        out.append((code, audience.version))
+        v = version_of(session, audience)
+        if v.rule is not None:
+            out.extend(_dependencies(session, principal, rules.from_json(v.rule), seen | {code}))
+    return out
+
+
+def _count(
+    session: Session, con: BaseBackend, *, principal: Principal, rule: Rule, as_of: date | None, timezone: str
+) -> tuple[int, date]:
+    """Count a rule's members. On DuckDB the compiled SQL is kept (keyed by the rule, the audiences
+    it reaches and their versions, the day, the scope and the timezone), so a repeated count is one
+    scan of the profile table without compiling again."""
+    fast = members_store.state(con)
+    latest = fast.latest if fast is not None else tag_store.latest(con)
+    day = latest if as_of is None else as_of
+    if day is None:
+        raise NotFound("no tag version yet: run bankgrowth insight run", "尚无标签版本：请先运行 insight run")
+    if con.name != "duckdb":
+        src = sources(session, con, principal=principal, as_of=day, timezone=timezone)
+        return int(src.table.filter(predicate(rule, src)).count().execute()), day
+    if day == latest and not (fast is not None and fast.profile_fresh):
+        members_store.profile(con, day)  # rebuilt for this tag version, or when its sources changed
+    scope = None if principal.scope.org_ids is None else sorted(principal.scope.org_ids)
+    key = json.dumps(
+        [rules.to_json(rule), _dependencies(session, principal, rule), str(day), day == latest, scope, timezone],
+        default=str,
+    )
+    sql = _COMPILED.get(key)
+    if sql is None:
+        src = sources(session, con, principal=principal, as_of=day, timezone=timezone)
+        sql = str(ibis.to_sql(src.table.filter(predicate(rule, src)).count(), dialect="duckdb"))
+        _COMPILED[key] = sql
+        while len(_COMPILED) > _COMPILED_MAX:
+            _COMPILED.popitem(last=False)
+    else:
+        _COMPILED.move_to_end(key)
+    return int(con.raw_sql(sql).fetchone()[0]), day  # type: ignore[attr-defined]
 
 
 def count_rule(
@@ -396,8 +448,7 @@ def count_rule(
     """How many customers a definition not yet saved would select (the console's live count)."""
     principal.require(Permission.READ)
     rule = read_definition(session, con, principal=principal, data=data)
-    src = sources(session, con, principal=principal, as_of=as_of, timezone=timezone)
-    return int(src.table.filter(predicate(rule, src)).count().execute()), src.as_of
+    return _count(session, con, principal=principal, rule=rule, as_of=as_of, timezone=timezone)
 
 
 def preview(

@@ -1,4 +1,5 @@
-"""Audience members in the warehouse: uploaded lists (per audience version) and snapshots.
+"""Audience data in the warehouse: uploaded lists (per audience version), snapshots, and the
+materialized profile table that counts read.
 
 Both are narrow tables of customer ids keyed by the operational row they belong to, so a
 snapshot's members can be joined with tags, outcomes and other snapshots where the data lives.
@@ -6,11 +7,16 @@ snapshot's members can be joined with tags, outcomes and other snapshots where t
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from datetime import date
 from typing import TYPE_CHECKING
 
 import ibis
 import pyarrow as pa
 
+from bankgrowth.insight import imported
+from bankgrowth.insight import store as tag_store
 from bankgrowth.warehouse.engine import append_arrow
 
 if TYPE_CHECKING:
@@ -72,3 +78,74 @@ def drop_snapshot(con: BaseBackend, snapshot_id: int) -> None:
     """Remove a snapshot's members whose operational row was never committed."""
     if SNAPSHOTS in con.list_tables():
         con.raw_sql(f"DELETE FROM {SNAPSHOTS} WHERE snapshot_id = {int(snapshot_id)}")  # type: ignore[attr-defined]
+
+
+# --- the profile table counts read ----------------------------------------------------------------
+
+PROFILE = "audience_profile"
+PROFILE_KEY = "audience_profile_key"
+
+
+_STATE_SQL = f"""
+SELECT
+  (SELECT max(as_of) FROM {tag_store.VERSIONS}) AS latest,
+  (SELECT CAST(max(written_at) AS VARCHAR) FROM {tag_store.VERSIONS} WHERE as_of = ?) AS written,
+  (SELECT coalesce(string_agg(name || ':' || load_id, ',' ORDER BY name), '') FROM {imported.DEFINITIONS}) AS loads
+"""
+
+
+def _sources_key(con: BaseBackend, day: date) -> str:
+    """What the profile of ``day`` is built from: the tag version (day, when it was written) and the
+    imported tags' loads. Any change rebuilds it."""
+    if imported.DEFINITIONS not in con.list_tables():
+        con.create_table(imported.DEFINITIONS, schema=imported.DEFINITIONS_SCHEMA)
+    if con.name == "duckdb":
+        _, written, loads = con.con.execute(_STATE_SQL, [day]).fetchone()  # type: ignore[attr-defined]
+    else:
+        v = con.table(tag_store.VERSIONS)
+        written = v.filter(v.as_of == day).written_at.max().cast("string").execute()
+        d = con.table(imported.DEFINITIONS).to_pyarrow().to_pylist()
+        loads = ",".join(sorted(f"{r['name']}:{r['load_id']}" for r in d))
+    return json.dumps([day.isoformat(), str(written), loads])
+
+
+_FAST_STATE_SQL = (
+    _STATE_SQL.replace("as_of = ?", f"as_of = (SELECT max(as_of) FROM {tag_store.VERSIONS})").rstrip()
+    + f",\n  (SELECT max(key) FROM {PROFILE_KEY}) AS stored\n"
+)
+
+
+@dataclass(frozen=True)
+class State:
+    latest: date | None
+    profile_fresh: bool
+
+
+def state(con: BaseBackend) -> State | None:
+    """The latest tag day and whether the profile table is built from it — in one query on DuckDB
+    (the check every count makes); ``None`` where that query cannot answer (then ask slowly)."""
+    if con.name != "duckdb":
+        return None
+    raw = con.con  # type: ignore[attr-defined]
+    try:
+        latest, written, loads, stored = raw.execute(_FAST_STATE_SQL).fetchone()
+    except Exception:  # a table not created yet: the slow path creates what is missing
+        return None
+    if latest is None:
+        return State(None, False)
+    return State(latest, stored == json.dumps([latest.isoformat(), str(written), loads]))
+
+
+def profile(con: BaseBackend, day: date) -> ir.Table:
+    """The tag table of ``day`` materialized once (every tag, stage and score as stored columns),
+    so that a count is one scan of one table instead of recomputing stages and scores. Built on
+    first use after a nightly run (seconds at 2M customers), rebuilt when its sources change."""
+    key = _sources_key(con, day)
+    tables = set(con.list_tables())
+    if PROFILE in tables and PROFILE_KEY in tables:
+        stored = con.table(PROFILE_KEY).key.to_pyarrow().to_pylist()
+        if stored == [key]:
+            return con.table(PROFILE)
+    con.create_table(PROFILE, tag_store.tags_table(con, day), overwrite=True)
+    con.create_table(PROFILE_KEY, pa.table({"key": [key]}), overwrite=True)
+    return con.table(PROFILE)
