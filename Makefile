@@ -16,7 +16,8 @@ test:
 
 bench:
 	@UV="$$(scripts/bootstrap.sh | tail -n 1)" && "$$UV" run --locked python -m benchmarks.run && \
-	  "$$UV" run --locked python -m benchmarks.insight && "$$UV" run --locked python -m benchmarks.rights
+	  "$$UV" run --locked python -m benchmarks.insight && "$$UV" run --locked python -m benchmarks.rights && \
+	  "$$UV" run --locked python -m benchmarks.audiences
 
 lint:
 	@UV="$$(scripts/bootstrap.sh | tail -n 1)" && "$$UV" run --locked ruff check . && \

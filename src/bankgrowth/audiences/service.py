@@ -387,7 +387,7 @@ def count(
     return Count(code, audience.version, day, n, (time.perf_counter() - started) * 1000)
 
 
-_COMPILED: OrderedDict[str, str] = OrderedDict()  # count SQL by what it was compiled from (LRU)
+_COMPILED: OrderedDict[str, tuple[str, date, bool]] = OrderedDict()  # (SQL, day, reads the profile), LRU
 _COMPILED_MAX = 1024
 
 
@@ -407,33 +407,40 @@ def _count(
     session: Session, con: BaseBackend, *, principal: Principal, rule: Rule, as_of: date | None, timezone: str
 ) -> tuple[int, date]:
     """Count a rule's members. On DuckDB the compiled SQL is kept (keyed by the rule, the audiences
-    it reaches and their versions, the day, the scope and the timezone), so a repeated count is one
-    scan of the profile table without compiling again."""
+    it reaches and their versions, the requested day, the scope and the timezone); a repeated count
+    is then one round trip that scans the profile table and checks, in the same query, that the
+    profile is still built from the latest tag version — if not, it is rebuilt and compiled again."""
+    if con.name != "duckdb":
+        src = sources(session, con, principal=principal, as_of=as_of, timezone=timezone)
+        return int(src.table.filter(predicate(rule, src)).count().execute()), src.as_of
+    scope = None if principal.scope.org_ids is None else sorted(principal.scope.org_ids)
+    key = json.dumps(
+        [rules.to_json(rule), _dependencies(session, principal, rule), str(as_of or "latest"), scope, timezone],
+        default=str,
+    )
+    cached = _COMPILED.get(key)
+    if cached is not None:
+        sql, compiled_day, on_profile = cached
+        answer = members_store.count_with_state(con, sql)
+        if answer is not None:
+            n, state = answer
+            if not on_profile or (state.latest == compiled_day and state.profile_fresh):
+                _COMPILED.move_to_end(key)
+                return n, compiled_day
+        del _COMPILED[key]  # a new tag version or changed sources: compile against the new profile
     fast = members_store.state(con)
     latest = fast.latest if fast is not None else tag_store.latest(con)
     day = latest if as_of is None else as_of
     if day is None:
         raise NotFound("no tag version yet: run bankgrowth insight run", "尚无标签版本：请先运行 insight run")
-    if con.name != "duckdb":
-        src = sources(session, con, principal=principal, as_of=day, timezone=timezone)
-        return int(src.table.filter(predicate(rule, src)).count().execute()), day
     if day == latest and not (fast is not None and fast.profile_fresh):
         members_store.profile(con, day)  # rebuilt for this tag version, or when its sources changed
-    scope = None if principal.scope.org_ids is None else sorted(principal.scope.org_ids)
-    key = json.dumps(
-        [rules.to_json(rule), _dependencies(session, principal, rule), str(day), day == latest, scope, timezone],
-        default=str,
-    )
-    sql = _COMPILED.get(key)
-    if sql is None:
-        src = sources(session, con, principal=principal, as_of=day, timezone=timezone)
-        sql = str(ibis.to_sql(src.table.filter(predicate(rule, src)).count(), dialect="duckdb"))
-        _COMPILED[key] = sql
-        while len(_COMPILED) > _COMPILED_MAX:
-            _COMPILED.popitem(last=False)
-    else:
-        _COMPILED.move_to_end(key)
-    return int(con.raw_sql(sql).fetchone()[0]), day  # type: ignore[attr-defined]
+    src = sources(session, con, principal=principal, as_of=day, timezone=timezone)
+    sql = str(ibis.to_sql(src.table.filter(predicate(rule, src)).count(), dialect="duckdb"))
+    _COMPILED[key] = (sql, day, day == latest)
+    while len(_COMPILED) > _COMPILED_MAX:
+        _COMPILED.popitem(last=False)
+    return int(con.con.execute(sql).fetchone()[0]), day  # type: ignore[attr-defined]
 
 
 def count_rule(

@@ -121,6 +121,25 @@ class State:
     profile_fresh: bool
 
 
+def _state_of(latest: date | None, written: str | None, loads: str, stored: str | None) -> State:
+    if latest is None:
+        return State(None, False)
+    return State(latest, stored == json.dumps([latest.isoformat(), str(written), loads]))
+
+
+def count_with_state(con: BaseBackend, count_sql: str) -> tuple[int, State] | None:
+    """Run a compiled count and the freshness check in one round trip (DuckDB); ``None`` if the
+    bookkeeping tables are not there yet."""
+    try:
+        row = con.con.execute(  # type: ignore[attr-defined]
+            _FAST_STATE_SQL.replace("SELECT\n", f"SELECT\n  ({count_sql}) AS n,\n", 1)
+        ).fetchone()
+    except Exception:
+        return None
+    n, latest, written, loads, stored = row
+    return int(n), _state_of(latest, written, loads, stored)
+
+
 def state(con: BaseBackend) -> State | None:
     """The latest tag day and whether the profile table is built from it — in one query on DuckDB
     (the check every count makes); ``None`` where that query cannot answer (then ask slowly)."""
@@ -131,9 +150,7 @@ def state(con: BaseBackend) -> State | None:
         latest, written, loads, stored = raw.execute(_FAST_STATE_SQL).fetchone()
     except Exception:  # a table not created yet: the slow path creates what is missing
         return None
-    if latest is None:
-        return State(None, False)
-    return State(latest, stored == json.dumps([latest.isoformat(), str(written), loads]))
+    return _state_of(latest, written, loads, stored)
 
 
 def profile(con: BaseBackend, day: date) -> ir.Table:
