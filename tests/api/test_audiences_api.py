@@ -14,6 +14,7 @@ AUDIENCE_MUTATIONS = {
     ("POST", "/api/v1/audiences/{code}/snapshots"),
     ("POST", "/api/v1/audiences/library"),
     ("POST", "/api/v1/audience-lists"),
+    ("POST", "/api/v1/audiences/{code}/lookalike"),
 }
 
 
@@ -90,6 +91,14 @@ def test_audiences_end_to_end_through_the_api(fresh_world: World) -> None:
         call("GET", f"/channel/v1/customers/{w.customers['B'][0]}/audiences/core.super_users", "key:a").status_code
         == 404
     )
+
+    # a lookalike of HQ's super users within the branch, saved as a list; clusters of the branch
+    like = call("POST", "/api/v1/audiences/{code}/lookalike", "a_admin", 200, path={"code": "core.super_users"},
+                json={"target": 40, "save_as": "b01.like_supers"}).json()  # fmt: skip
+    assert like["target"] == 40 and like["saved_as"] == "b01.like_supers" and like["holdout_auc"] > 0.7
+    assert all(w.branch_of[c].startswith("B01") for c in like["sample"])
+    groups = call("GET", "/api/v1/audiences/clusters", "a_analyst", 200, params={"k": 3}).json()
+    assert sum(c["customers"] for c in groups["clusters"]) == sum(1 for c in w.customers["A"])
 
     assert call.succeeded == AUDIENCE_MUTATIONS
 

@@ -119,3 +119,41 @@ def test_insight_tags_are_identical_on_both_engines(duck_warehouse, spark_wareho
             assert all((a is None and b is None) or abs(a - b) < 1e-9 for a, b in zip(left, right, strict=True)), name
         else:
             assert left == right, name
+
+
+def test_audiences_select_the_same_members_on_both_engines(duck_warehouse, spark_warehouse) -> None:
+    # given: the core library's rules (those that need no stored transitions or other audiences),
+    # and rules with behaviour windows, timestamps against local days, and a not over missing values
+    from datetime import date
+
+    from bankgrowth.audiences import rules
+    from bankgrowth.audiences import service as audiences
+    from bankgrowth.audiences.evaluate import Sources, predicate
+    from bankgrowth.audiences.library import CORE_SEGMENTS
+    from bankgrowth.insight.compute import build_tags
+
+    as_of = date(2026, 10, 31)
+    texts = [s.rule for s in CORE_SEGMENTS if "entered(" not in s.rule and "audience(" not in s.rule]
+    texts += [
+        "txn_amount(90 days, merchant_category in ('dining', 'grocery'), institution = 'alipay') >= 20000",
+        "txn_count(7 days) = 0 and first_bound_at >= '2026-10-01' and not (preferred_institution = 'wechat_pay')",
+        "last_txn_at in last 30 days or (weekend_share_90d between 0.3 and 0.8 and not (age > 40))",
+    ]
+    found = {}
+    for name, con in (("duckdb", duck_warehouse), ("pyspark", spark_warehouse)):
+        t = build_tags(con, as_of)
+        src = Sources(table=t, as_of=as_of, timezone="Asia/Shanghai", transactions=con.table("transactions"))
+        # when
+        catalog = rules.Catalog(fields=audiences.field_types(t))
+        found[name] = [
+            sorted(
+                t.filter(predicate(rules.normalize_values(rules.parse(text), catalog), src))
+                .customer_id.to_pyarrow()
+                .to_pylist()
+            )
+            for text in texts
+        ]
+    # then
+    for text, duck, spark in zip(texts, found["duckdb"], found["pyspark"], strict=True):
+        assert duck == spark, text
+    assert sum(1 for members in found["duckdb"] if members) >= len(texts) - 1

@@ -110,3 +110,38 @@ class OverlapRead(Model):
     codes: list[str]
     as_of: date
     counts: list[list[int]] = Field(description="counts[i][j]: customers in both audience i and audience j.")
+
+
+class LookalikeCreate(Model):
+    target: int = Field(ge=1, le=10_000_000, description="How many customers to find.")
+    save_as: str | None = Field(default=None, pattern=CODE, description="Save them as a list audience of this code.")
+
+
+class LookalikeRead(Model):
+    seed: int
+    population: int
+    target: int
+    holdout_recall: float = Field(description="Share of held-out seed members the model ranks within the top target.")
+    holdout_auc: float
+    lift: float = Field(description="holdout_recall divided by the share of the population chosen.")
+    top_features: list[tuple[str, float]]
+    sample: list[int] = Field(description="The first 100 customers chosen, best first.")
+    saved_as: str | None
+
+
+class ClusterRead(Model):
+    number: int
+    customers: int
+    share: float
+    means: dict[str, float]
+    distinctive: list[tuple[str, float]]
+    stages: dict[str, int]
+    suggested_name: str
+
+
+class ClusteringRead(Model):
+    k: int
+    features: list[str]
+    customers: int
+    inertia: float
+    clusters: list[ClusterRead]

@@ -20,10 +20,14 @@ from bankgrowth.audiences.schemas import (
     AudienceCreate,
     AudienceDetail,
     AudienceRead,
+    ClusteringRead,
+    ClusterRead,
     CountRead,
     Definition,
     DiffRead,
     ListUpload,
+    LookalikeCreate,
+    LookalikeRead,
     OverlapRead,
     SnapshotRead,
     VersionRead,
@@ -115,6 +119,25 @@ def install_library(session: SessionDep, con: WarehouseDep, principal: Writer) -
         return audiences.install_library(session, con, principal=principal)
 
 
+@router.get("/audiences/clusters", response_model=ClusteringRead, summary="k-means clusters of behaviour (聚类分群)")
+def clusters(
+    session: SessionDep,
+    con: WarehouseDep,
+    settings: SettingsDep,
+    principal: Reader,
+    k: Annotated[int, Query(ge=2, le=20)] = 6,
+    audience: Annotated[str | None, Query(pattern=CODE, description="Only this audience's members.")] = None,
+) -> ClusteringRead:
+    result = audiences.clusters(session, con, principal=principal, k=k, code=audience, timezone=settings.timezone)
+    return ClusteringRead(
+        k=result.k,
+        features=result.features,
+        customers=result.customers,
+        inertia=result.inertia,
+        clusters=[ClusterRead(**vars(c)) for c in result.clusters],
+    )
+
+
 @router.get("/audiences/{code}", response_model=AudienceDetail, summary="One audience and its definition")
 def get_audience(
     code: Code,
@@ -181,6 +204,37 @@ def snapshot(
             audiences.discard(con, snapshot_id)
         raise
     return result
+
+
+@router.post(
+    "/audiences/{code}/lookalike",
+    response_model=LookalikeRead,
+    summary="Customers most like this audience (相似人群扩展), with the model's held-out quality",
+)
+def lookalike(
+    code: Code, body: LookalikeCreate, session: SessionDep, con: WarehouseDep, settings: SettingsDep, principal: Writer
+) -> LookalikeRead:
+    with session.begin():
+        found = audiences.lookalike(
+            session,
+            con,
+            principal=principal,
+            code=code,
+            target=body.target,
+            save_as=body.save_as,
+            timezone=settings.timezone,
+        )
+    return LookalikeRead(
+        seed=found.seed,
+        population=found.population,
+        target=found.target,
+        holdout_recall=found.holdout_recall,
+        holdout_auc=found.holdout_auc,
+        lift=found.lift,
+        top_features=found.top_features,
+        sample=found.customers[:100],
+        saved_as=body.save_as,
+    )
 
 
 @router.get("/audiences/{code}/snapshots", response_model=list[SnapshotRead], summary="Snapshots of an audience")

@@ -296,3 +296,60 @@ def library_cmd(
 def schema_cmd() -> None:
     """The JSON Schema of a rule."""
     console.print_json(json.dumps(rules.JSON_SCHEMA))
+
+
+@audiences_app.command("lookalike")
+def lookalike_cmd(
+    code: Annotated[str, typer.Argument(help="The seed audience.")],
+    target: Annotated[int, typer.Option(help="How many customers to find.")] = 10_000,
+    save_as: Annotated[str | None, typer.Option("--save-as", help="Save them as a list audience.")] = None,
+    org: Org = None,
+) -> None:
+    """Customers most like a seed audience (相似人群扩展), with the model's held-out quality."""
+    s = settings()
+    with warehouse(s) as con, transaction(s) as session, console.status("fitting seed against population …"):
+        found = audiences.lookalike(
+            session,
+            con,
+            principal=principal(session, org),
+            code=code,
+            target=target,
+            save_as=save_as,
+            timezone=s.timezone,
+        )
+    console.print(
+        f"seed {found.seed:,}, population {found.population:,}: chose {found.target:,}. "
+        f"Held-out seed members ranked in the top {found.target:,}: [bold]{found.holdout_recall:.1%}[/] "
+        f"(lift {found.lift:.1f}× over random), AUC {found.holdout_auc:.3f}"
+    )
+    console.print("strongest features: " + ", ".join(f"{f} {w:+.2f}" for f, w in found.top_features))
+    if save_as:
+        console.print(f"saved as list audience {save_as}")
+
+
+@audiences_app.command("clusters")
+def clusters_cmd(
+    k: Annotated[int, typer.Option(help="Number of clusters.")] = 6,
+    code: Annotated[str | None, typer.Option("--audience", help="Cluster this audience's members only.")] = None,
+    org: Org = None,
+) -> None:
+    """k-means on behaviour tags, with a profile of each cluster to name it (聚类分群)."""
+    s = settings()
+    with warehouse(s) as con, transaction(s) as session, console.status(f"k-means, k={k} …"):
+        result = audiences.clusters(
+            session, con, principal=principal(session, org), k=k, code=code, timezone=s.timezone
+        )
+    table = Table(title=f"clusters 聚类 · {result.customers:,} customers, {len(result.features)} behaviour tags")
+    for col in ("#", "customers", "share", "what sets it apart (standardized mean)", "main stages", "suggested name"):
+        table.add_column(col)
+    for cl in result.clusters:
+        stages = sorted(cl.stages.items(), key=lambda kv: -kv[1])[:2]
+        table.add_row(
+            str(cl.number),
+            f"{cl.customers:,}",
+            f"{cl.share:.1%}",
+            ", ".join(f"{f} {v:+.1f}" for f, v in cl.distinctive[:3]),
+            ", ".join(f"{st} {n:,}" for st, n in stages),
+            cl.suggested_name,
+        )
+    console.print(table)
