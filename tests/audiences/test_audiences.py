@@ -208,3 +208,38 @@ def test_a_live_count_of_an_unsaved_rule_equals_the_saved_audience(bank: Bank) -
             s, bank.con, principal=who, data=AudienceCreate(code="t.live", name_zh="x", name_en="x", text=text)
         )
     assert live == _count(bank, "t.live") > 0
+
+
+def test_a_count_after_the_nightly_run_reads_the_new_version(insight_bank: Path, tmp_path: Path) -> None:
+    # given: a count on the 2026-10-31 version (profile built, SQL compiled and kept)
+    import shutil
+    from datetime import date
+
+    from bankgrowth.config import Settings
+    from bankgrowth.insight import service as insight
+    from bankgrowth.insight import store as tag_store
+    from bankgrowth.operational import db
+    from bankgrowth.platform import service as platform_service
+    from bankgrowth.warehouse import engine as wh
+
+    shutil.copy(insight_bank, tmp_path / "warehouse.duckdb")
+    con = wh.connect(f"duckdb:///{tmp_path / 'warehouse.duckdb'}")
+    store = db.make_engine(f"sqlite:///{tmp_path / 'operational.sqlite'}")
+    db.upgrade(store)
+    text = "stage = 'super' and days_since_last_txn <= 3"
+    with Session(store, expire_on_commit=False) as s, s.begin():
+        platform_service.ensure_root(s)
+        hq = platform_service.system_principal(s, source="test")
+        audiences.create(s, con, principal=hq, data=AudienceCreate(code="t.fresh", name_zh="x", name_en="x", text=text))
+        before = audiences.count(s, con, principal=hq, code="t.fresh")
+        again = audiences.count(s, con, principal=hq, code="t.fresh")
+    # when: the next night's version is written
+    insight.run(con, Settings(data_dir=tmp_path), as_of=date(2026, 11, 3))
+    with Session(store, expire_on_commit=False) as s:
+        after = audiences.count(s, con, principal=platform_service.system_principal(s, source="test"), code="t.fresh")
+    # then: the count follows the new version, and equals the tags read directly
+    t = tag_store.tags_table(con, date(2026, 11, 3))
+    expected = int(t.filter((t.stage == "super") & (t.days_since_last_txn <= 3)).count().execute())
+    con.disconnect()
+    assert (before.as_of, again.customers) == (date(2026, 10, 31), before.customers)
+    assert after.as_of == date(2026, 11, 3) and after.customers == expected != before.customers

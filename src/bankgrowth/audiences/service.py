@@ -425,11 +425,11 @@ def _count(
     )
     cached = _COMPILED.get(key)
     if cached is not None:
-        sql, compiled_day, on_profile = cached
+        sql, compiled_day, _ = cached
         answer = members_store.count_with_state(con, sql)
         if answer is not None:
             n, state = answer
-            if not on_profile or (state.latest == compiled_day and state.profile_fresh):
+            if state.latest == compiled_day and state.profile_fresh:
                 _COMPILED.move_to_end(key)
                 return n, compiled_day
         del _COMPILED[key]  # a new tag version or changed sources: compile against the new profile
@@ -442,9 +442,10 @@ def _count(
         members_store.profile(con, day)  # rebuilt for this tag version, or when its sources changed
     src = sources(session, con, principal=principal, as_of=day, timezone=timezone)
     sql = str(ibis.to_sql(src.table.filter(predicate(rule, src)).count(), dialect="duckdb"))
-    _COMPILED[key] = (sql, day, day == latest)
-    while len(_COMPILED) > _COMPILED_MAX:
-        _COMPILED.popitem(last=False)
+    if day == latest:  # an older day's SQL embeds that version's cut points: compiled each time
+        _COMPILED[key] = (sql, day, True)
+        while len(_COMPILED) > _COMPILED_MAX:
+            _COMPILED.popitem(last=False)
     return int(con.con.execute(sql).fetchone()[0]), day  # type: ignore[attr-defined]
 
 

@@ -5,6 +5,7 @@ customer (the in-memory evaluator) for channels. Each route calls one service.""
 from __future__ import annotations
 
 import tempfile
+import time
 from datetime import date
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
@@ -85,8 +86,6 @@ def count_rule(
     rule: Annotated[str, Query(min_length=1, max_length=20_000)],
     as_of: AsOf = None,
 ) -> CountRead:
-    import time
-
     started = time.perf_counter()
     n, day = audiences.count_rule(
         session, con, principal=principal, data=Definition(text=rule), as_of=as_of, timezone=settings.timezone
