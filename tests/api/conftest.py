@@ -201,11 +201,11 @@ def seed_rights(world: World) -> None:
 
 
 def seed_audiences(world: World) -> None:
-    """The core library at HQ; for each of branches A and B an audience of its own with a snapshot."""
+    """The core segments at HQ; for each of branches A and B an audience of its own with a snapshot."""
     con = wh.connect(world.settings.resolved_warehouse_url)
     try:
         with Session(world.engine, expire_on_commit=False) as s, s.begin():
-            audiences.install_library(s, con, principal=platform_service.system_principal(s, source="test"))
+            audiences.install_core_segments(s, con, principal=platform_service.system_principal(s, source="test"))
             for label, org in (("A", "B01"), ("B", "B02")):
                 owner = platform_service.system_principal(s, source="test", org_id=org)
                 code = f"{label.lower()}.active"

@@ -12,7 +12,7 @@ AUDIENCE_MUTATIONS = {
     ("POST", "/api/v1/audiences"),
     ("POST", "/api/v1/audiences/{code}/versions"),
     ("POST", "/api/v1/audiences/{code}/snapshots"),
-    ("POST", "/api/v1/audiences/library"),
+    ("POST", "/api/v1/audiences/core-segments"),
     ("POST", "/api/v1/audience-lists"),
     ("POST", "/api/v1/audiences/{code}/lookalike"),
 }
@@ -76,9 +76,9 @@ def test_audiences_end_to_end_through_the_api(fresh_world: World) -> None:
     listed = call("POST", "/api/v1/audience-lists", "a_operator", 201, json=upload).json()
     assert (listed["accepted"], listed["unknown"]) == (2, ["0", "x"])
 
-    # the core library is HQ's to install (here already installed), and every branch can use it
-    assert call("POST", "/api/v1/audiences/library", "hq_admin", 200).json() == []
-    assert call("POST", "/api/v1/audiences/library", "a_admin").status_code == 403
+    # the core segments are HQ's to install (here already installed), and every branch can use it
+    assert call("POST", "/api/v1/audiences/core-segments", "hq_admin", 200).json() == []
+    assert call("POST", "/api/v1/audiences/core-segments", "a_admin").status_code == 403
     overlap = call("GET", "/api/v1/audiences/overlap", "a_operator", 200,
                    params={"codes": ["s01.active", "core.super_users"]}).json()  # fmt: skip
     assert overlap["counts"][0][0] == second["members"] == overlap["counts"][0][1]  # all its members are supers

@@ -112,7 +112,7 @@ BODIES: dict[tuple[str, str], dict[str, Any] | None] = {
     },
     ("POST", "/api/v1/audiences/{code}/versions"): {"text": "age >= 40"},
     ("POST", "/api/v1/audiences/{code}/snapshots"): None,
-    ("POST", "/api/v1/audiences/library"): None,
+    ("POST", "/api/v1/audiences/core-segments"): None,
     ("POST", "/api/v1/audiences/{code}/lookalike"): {"target": 10},
     ("POST", "/api/v1/audience-lists"): {
         "code": "intruder",

@@ -1,5 +1,5 @@
 """A copy of the small bank with one tag version, an operational store with its org tree, and the
-core segment library installed — shared by a module's tests."""
+core segments installed — shared by a module's tests."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def bank(insight_bank: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             principal=platform_service.system_principal(s, source="test"),
             rows=con.table("branches").to_pyarrow().to_pylist(),
         )
-        audiences.install_library(s, con, principal=platform_service.system_principal(s, source="test"))
+        audiences.install_core_segments(s, con, principal=platform_service.system_principal(s, source="test"))
     tags = tag_store.tags_table(con).to_pyarrow().to_pylist()
     yield Bank(con, store, tags)
     con.disconnect()

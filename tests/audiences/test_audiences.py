@@ -1,4 +1,4 @@
-"""Audiences over the small bank: the core library, rule errors that name their place, versions,
+"""Audiences over the small bank: the core segments, rule errors that name their place, versions,
 snapshots and diffs, overlaps, uploaded lists, branch scope, previews and exports."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session
 
 from bankgrowth.audiences import rules
 from bankgrowth.audiences import service as audiences
-from bankgrowth.audiences.library import CORE_SEGMENTS
 from bankgrowth.audiences.rules import RuleError
 from bankgrowth.audiences.schemas import AudienceCreate, Definition, ListUpload
+from bankgrowth.audiences.segments import CORE_SEGMENTS
 from bankgrowth.errors import Invalid, NotFound
 from bankgrowth.platform.models import AuditEntry
 from tests.audiences.conftest import Bank
@@ -34,7 +34,7 @@ def _members(bank: Bank, code: str, org: str | None = None) -> set[int]:
         return set(t.customer_id.to_pyarrow().to_pylist())
 
 
-def test_the_core_library_has_at_least_15_segments_that_select_what_they_say(bank: Bank) -> None:
+def test_the_core_segments_are_at_least_15_segments_that_select_what_they_say(bank: Bank) -> None:
     # given
     assert len(CORE_SEGMENTS) >= 15
     assert all(seg.zh and seg.en and seg.description_zh and seg.description_en for seg in CORE_SEGMENTS)

@@ -122,14 +122,14 @@ def test_insight_tags_are_identical_on_both_engines(duck_warehouse, spark_wareho
 
 
 def test_audiences_select_the_same_members_on_both_engines(duck_warehouse, spark_warehouse) -> None:
-    # given: the core library's rules (those that need no stored transitions or other audiences),
+    # given: the core segments' rules (those that need no stored transitions or other audiences),
     # and rules with behaviour windows, timestamps against local days, and a not over missing values
     from datetime import date
 
     from bankgrowth.audiences import rules
     from bankgrowth.audiences import service as audiences
     from bankgrowth.audiences.evaluate import Sources, predicate
-    from bankgrowth.audiences.library import CORE_SEGMENTS
+    from bankgrowth.audiences.segments import CORE_SEGMENTS
     from bankgrowth.insight.compute import build_tags
 
     as_of = date(2026, 10, 31)

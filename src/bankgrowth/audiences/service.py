@@ -25,10 +25,10 @@ from sqlalchemy.orm import Session
 from bankgrowth.audiences import discover, rules
 from bankgrowth.audiences import store as members_store
 from bankgrowth.audiences.evaluate import Moment, Profile, Sources, day_start, matches, predicate
-from bankgrowth.audiences.library import CORE_SEGMENTS
 from bankgrowth.audiences.models import Audience, AudienceSnapshot, AudienceVersion
 from bankgrowth.audiences.rules import Catalog, Member, Rule
 from bankgrowth.audiences.schemas import AudienceCreate, Definition, ListUpload
+from bankgrowth.audiences.segments import CORE_SEGMENTS
 from bankgrowth.errors import Conflict, Invalid, NotFound
 from bankgrowth.insight import store as tag_store
 from bankgrowth.insight.lifecycle import STAGE_CODES
@@ -655,9 +655,9 @@ def export(
     return table.num_rows
 
 
-def install_library(session: Session, con: BaseBackend, *, principal: Principal) -> list[str]:
+def install_core_segments(session: Session, con: BaseBackend, *, principal: Principal) -> list[str]:
     """Create the core segments that do not exist yet, as HQ audiences; returns the codes created."""
-    principal.require_hq(Permission.WRITE, "install the core segment library", "安装核心客群库")
+    principal.require_hq(Permission.WRITE, "install the core segments", "安装核心客群")
     created = []
     for seg in CORE_SEGMENTS:
         if session.scalar(select(Audience.id).where(Audience.code == seg.code)) is None:
@@ -673,8 +673,8 @@ def install_library(session: Session, con: BaseBackend, *, principal: Principal)
     audit.record(
         session,
         principal=principal,
-        action="audiences.library",
-        object_type="audience_library",
+        action="audiences.core_segments",
+        object_type="core_segments",
         org_id=principal.scope.org_id,
         after={"created": created, "segments": len(CORE_SEGMENTS)},
     )

@@ -1,5 +1,5 @@
 """Audience routes: definitions and versions, live and saved counts, masked previews, snapshots,
-diffs, overlaps, uploaded lists, exports and the core library for the console; membership of one
+diffs, overlaps, uploaded lists, exports and the core segments for the console; membership of one
 customer (the in-memory evaluator) for channels. Each route calls one service."""
 
 from __future__ import annotations
@@ -109,13 +109,13 @@ def overlap(
 
 
 @router.post(
-    "/audiences/library",
+    "/audiences/core-segments",
     response_model=list[str],
-    summary="Install the core segment library at HQ (安装核心客群库); returns the codes created",
+    summary="Install the core segments at HQ (安装核心客群); returns the codes created",
 )
-def install_library(session: SessionDep, con: WarehouseDep, principal: Writer) -> list[str]:
+def install_core_segments(session: SessionDep, con: WarehouseDep, principal: Writer) -> list[str]:
     with session.begin():
-        return audiences.install_library(session, con, principal=principal)
+        return audiences.install_core_segments(session, con, principal=principal)
 
 
 @router.get("/audiences/clusters", response_model=ClusteringRead, summary="k-means clusters of behaviour (聚类分群)")

@@ -1,5 +1,5 @@
 """Commands of audiences (客群圈选): define, count, preview, snapshot, diff, overlap, export, upload
-lists, and the core segment library. Each parses, calls one service, and renders."""
+lists, and the core segments. Each parses, calls one service, and renders."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ from rich.table import Table
 
 from bankgrowth.audiences import rules
 from bankgrowth.audiences import service as audiences
-from bankgrowth.audiences.library import CORE_SEGMENTS
 from bankgrowth.audiences.schemas import AudienceCreate, Definition, ListUpload
+from bankgrowth.audiences.segments import CORE_SEGMENTS
 from bankgrowth.cli import render
 from bankgrowth.cli.common import console, fail, principal, settings, transaction, warehouse
 
 audiences_app = typer.Typer(
-    help="Audiences (客群圈选): rules, counts, previews, snapshots, overlaps, lists, the core library.",
+    help="Audiences (客群圈选): rules, counts, previews, snapshots, overlaps, lists, the core segments.",
     no_args_is_help=True,
 )
 Org = Annotated[str | None, typer.Option("--org", help="Act within this org's subtree (default: HQ).")]
@@ -273,15 +273,15 @@ def upload_cmd(
         console.print(f"[yellow]{len(up.unknown):,} ids are not customers in scope[/]: {', '.join(up.unknown[:20])}")
 
 
-@audiences_app.command("library")
-def library_cmd(
+@audiences_app.command("segments")
+def segments_cmd(
     install: Annotated[bool, typer.Option("--install", help="Create the missing ones at HQ.")] = False,
 ) -> None:
-    """The core segment library (百类核心客群)."""
+    """The core segments (百类核心客群)."""
     s = settings()
     if install:
         with warehouse(s) as con, transaction(s) as session:
-            created = audiences.install_library(session, con, principal=principal(session, None))
+            created = audiences.install_core_segments(session, con, principal=principal(session, None))
         console.print(f"installed {len(created)} core segments" + (f": {', '.join(created)}" if created else ""))
         return
     table = Table(title="core segments 核心客群")

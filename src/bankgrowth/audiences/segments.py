@@ -1,5 +1,5 @@
-"""The core segment library (百类核心客群): audiences every bank asks for, each with a Chinese and
-an English description and its rule in the text form. ``bankgrowth audiences library --install``
+"""The core segments (百类核心客群): audiences every bank asks for, each with a Chinese and
+an English description and its rule in the text form. ``bankgrowth audiences segments --install``
 creates the missing ones as HQ audiences, which every branch can use over its own customers.
 
 Thresholds follow the lifecycle model (super user: more than 20 transactions in 365 days) and the
