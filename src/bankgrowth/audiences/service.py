@@ -36,8 +36,7 @@ from bankgrowth.insight.value import SEGMENTS, VALUE_TIERS
 from bankgrowth.operational.base import utcnow
 from bankgrowth.platform import audit
 from bankgrowth.platform.access import Permission, Principal
-from bankgrowth.platform.privacy import mask_row
-from bankgrowth.platform.security import pseudonym
+from bankgrowth.platform.privacy import mask_row, write_extract
 from bankgrowth.platform.service import in_scope_org
 from bankgrowth.warehouse import schema as wh
 
@@ -183,6 +182,24 @@ def _new_version(session: Session, audience: Audience, actor: str, rule: Rule | 
     return v
 
 
+def _add_audience(
+    session: Session, data: AudienceCreate | ListUpload, *, org_id: str, kind: str, actor: str
+) -> Audience:
+    audience = Audience(
+        code=data.code,
+        name_zh=data.name_zh,
+        name_en=data.name_en,
+        description=data.description,
+        org_id=org_id,
+        kind=kind,
+        version=1,
+        created_by=actor,
+    )
+    session.add(audience)
+    session.flush()
+    return audience
+
+
 def _claim_code(session: Session, code: str) -> None:
     if session.scalar(select(Audience.id).where(Audience.code == code)) is not None:
         raise Conflict(f"audience {code} exists", f"客群 {code} 已存在", code="audience_exists")
@@ -193,18 +210,7 @@ def create(session: Session, con: BaseBackend, *, principal: Principal, data: Au
     org = in_scope_org(session, principal, data.org_id or principal.scope.org_id)
     _claim_code(session, data.code)
     rule = read_definition(session, con, principal=principal, data=data, own=data.code)
-    audience = Audience(
-        code=data.code,
-        name_zh=data.name_zh,
-        name_en=data.name_en,
-        description=data.description,
-        org_id=org.id,
-        kind="rule",
-        version=1,
-        created_by=principal.actor,
-    )
-    session.add(audience)
-    session.flush()
+    audience = _add_audience(session, data, org_id=org.id, kind="rule", actor=principal.actor)
     v = _new_version(session, audience, principal.actor, rule)
     audit.record(
         session,
@@ -287,18 +293,7 @@ def upload(session: Session, con: BaseBackend, *, principal: Principal, data: Li
             details={"unknown": unknown[:100]},
         )
     if audience is None:
-        audience = Audience(
-            code=data.code,
-            name_zh=data.name_zh,
-            name_en=data.name_en,
-            description=data.description,
-            org_id=org.id,
-            kind="list",
-            version=1,
-            created_by=principal.actor,
-        )
-        session.add(audience)
-        session.flush()
+        audience = _add_audience(session, data, org_id=org.id, kind="list", actor=principal.actor)
     else:
         audience.version += 1
         audience.updated_at = utcnow()
@@ -320,6 +315,10 @@ def upload(session: Session, con: BaseBackend, *, principal: Principal, data: Li
 # --- evaluation ---------------------------------------------------------------------------------
 
 
+def _no_version() -> NotFound:
+    return NotFound("no tag version yet: run bankgrowth insight run", "尚无标签版本：请先运行 insight run")
+
+
 def _scoped(t: ir.Table, principal: Principal) -> ir.Table:
     ids = principal.scope.org_ids
     return t if ids is None else t.filter(t.branch_id.isin(sorted(ids)))
@@ -330,7 +329,7 @@ def sources(session: Session, con: BaseBackend, *, principal: Principal, as_of: 
     latest = tag_store.latest(con)
     version = latest if as_of is None else as_of
     if version is None:
-        raise NotFound("no tag version yet: run bankgrowth insight run", "尚无标签版本：请先运行 insight run")
+        raise _no_version()
     base = members_store.profile(con, version) if version == latest else tag_store.tags_table(con, version)
     t = _scoped(base, principal)
     tables = set(con.list_tables())
@@ -437,7 +436,7 @@ def _count(
     latest = fast.latest if fast is not None else tag_store.latest(con)
     day = latest if as_of is None else as_of
     if day is None:
-        raise NotFound("no tag version yet: run bankgrowth insight run", "尚无标签版本：请先运行 insight run")
+        raise _no_version()
     if day == latest and not (fast is not None and fast.profile_fresh):
         members_store.profile(con, day)  # rebuilt for this tag version, or when its sources changed
     src = sources(session, con, principal=principal, as_of=day, timezone=timezone)
@@ -624,25 +623,13 @@ def export(
         wanted = [c for c in dict.fromkeys(columns) if c != "customer_id"]
         extra = tags.select(*wanted, _cid="customer_id")
         t = t.left_join(extra, t.customer_id == extra._cid).select("customer_id", *wanted)
-    table = t.order_by("customer_id").to_pyarrow()
-    if pseudonymize_with is not None:
-        keys = pa.array([pseudonym(v, pseudonymize_with) for v in table.column("customer_id").to_pylist()])
-        table = table.set_column(table.schema.get_field_index("customer_id"), "customer_key", keys)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".csv":
-        import pyarrow.csv as pacsv
-
-        pacsv.write_csv(table, path)
-    elif path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        pq.write_table(table, path)
-    else:
+    if path.suffix not in (".csv", ".parquet"):
         raise Invalid(
             f"export to .csv or .parquet, not {path.suffix or 'no suffix'}",
             "仅支持导出 .csv 或 .parquet",
             code="bad_format",
         )
+    rows = write_extract(t.order_by("customer_id").to_pyarrow(), path, pseudonymize_with=pseudonymize_with)
     audit.record(
         session,
         principal=principal,
@@ -650,9 +637,9 @@ def export(
         object_type="audience_snapshot",
         object_id=snap.id,
         org_id=snap.org_id,
-        after={"rows": table.num_rows, "path": str(path), "pseudonymized": pseudonymize_with is not None},
+        after={"rows": rows, "path": str(path), "pseudonymized": pseudonymize_with is not None},
     )
-    return table.num_rows
+    return rows
 
 
 def install_core_segments(session: Session, con: BaseBackend, *, principal: Principal) -> list[str]:
@@ -688,7 +675,7 @@ def profile_of(
     ``window_days`` days and the lifecycle transitions."""
     day = tag_store.latest(con) if as_of is None else as_of
     if day is None:
-        raise NotFound("no tag version yet: run bankgrowth insight run", "尚无标签版本：请先运行 insight run")
+        raise _no_version()
     t = tag_store.tags_table(con, day)
     found = t.filter(t.customer_id == customer_id).to_pyarrow().to_pylist()
     if not found:

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Response
 
 from bankgrowth.api.deps import SessionDep, SettingsDep, WarehouseDep, allow
-from bankgrowth.audiences import rules
+from bankgrowth.audiences import flows, rules
 from bankgrowth.audiences import service as audiences
 from bankgrowth.audiences.models import Audience
 from bankgrowth.audiences.schemas import (
@@ -190,19 +190,8 @@ def preview(
 def snapshot(
     code: Code, session: SessionDep, con: WarehouseDep, settings: SettingsDep, principal: Writer, as_of: AsOf = None
 ) -> SnapshotRead:
-    made: list[int] = []
-    try:
-        with session.begin():
-            snap = audiences.snapshot(
-                session, con, principal=principal, code=code, as_of=as_of, timezone=settings.timezone
-            )
-            made.append(snap.id)
-            result = SnapshotRead.model_validate(snap)
-    except BaseException:
-        for snapshot_id in made:  # the operational row did not commit: its members must not stay
-            audiences.discard(con, snapshot_id)
-        raise
-    return result
+    snap = flows.take_snapshot(session, con, principal=principal, code=code, as_of=as_of, timezone=settings.timezone)
+    return SnapshotRead.model_validate(snap)
 
 
 @router.post(

@@ -11,13 +11,15 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from sqlalchemy.orm import Session
 
+from bankgrowth.audiences import flows as audience_flows
 from bankgrowth.audiences import rules
 from bankgrowth.audiences import service as audiences
 from bankgrowth.audiences.schemas import AudienceCreate, Definition, ListUpload
 from bankgrowth.audiences.segments import CORE_SEGMENTS
 from bankgrowth.cli import render
-from bankgrowth.cli.common import console, fail, principal, settings, transaction, warehouse
+from bankgrowth.cli.common import console, fail, principal, settings, store, transaction, warehouse
 
 audiences_app = typer.Typer(
     help="Audiences (客群圈选): rules, counts, previews, snapshots, overlaps, lists, the core segments.",
@@ -163,18 +165,10 @@ def preview_cmd(code: str, limit: int = 20, as_of: AsOf = None, org: Org = None)
 def snapshot_cmd(code: str, as_of: AsOf = None, org: Org = None) -> None:
     """Materialize the members now (definition version and tag day recorded)."""
     s = settings()
-    made: list[int] = []
-    with warehouse(s) as con:
-        try:
-            with transaction(s) as session:
-                snap = audiences.snapshot(
-                    session, con, principal=principal(session, org), code=code, as_of=_day(as_of), timezone=s.timezone
-                )
-                made.append(snap.id)
-        except BaseException:
-            for snapshot_id in made:
-                audiences.discard(con, snapshot_id)
-            raise
+    with warehouse(s) as con, store(s) as eng, Session(eng, expire_on_commit=False) as session:
+        snap = audience_flows.take_snapshot(
+            session, con, principal=principal(session, org), code=code, as_of=_day(as_of), timezone=s.timezone
+        )
     console.print(f"snapshot {snap.id} of {code}: version {snap.version}, as of {snap.as_of}, {snap.members:,} members")
 
 

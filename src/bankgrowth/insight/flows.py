@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from bankgrowth.insight import imported, service, store
 from bankgrowth.platform import audit
 from bankgrowth.platform.access import Permission, Principal
-from bankgrowth.platform.security import pseudonym
+from bankgrowth.platform.privacy import write_extract
 
 if TYPE_CHECKING:
     from ibis.backends import BaseBackend
@@ -70,21 +70,7 @@ def export_tags(
     t = service.scoped(con, store.tags_table(con, day), principal.scope)
     if columns:
         t = t.select("customer_id", *[c for c in columns if c != "customer_id"])
-    table = t.order_by("customer_id").to_pyarrow()
-    if pseudonymize_with is not None:
-        import pyarrow as pa
-
-        keys = pa.array([pseudonym(v, pseudonymize_with) for v in table.column("customer_id").to_pylist()])
-        table = table.set_column(table.schema.get_field_index("customer_id"), "customer_key", keys)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".csv":
-        import pyarrow.csv as pacsv
-
-        pacsv.write_csv(table, path)
-    else:
-        import pyarrow.parquet as pq
-
-        pq.write_table(table, path)
+    rows = write_extract(t.order_by("customer_id").to_pyarrow(), path, pseudonymize_with=pseudonymize_with)
     audit.record(
         session,
         principal=principal,
@@ -92,9 +78,9 @@ def export_tags(
         object_type="tag_version",
         object_id=str(day),
         org_id=principal.scope.org_id,
-        after={"rows": table.num_rows, "path": str(path), "pseudonymized": pseudonymize_with is not None},
+        after={"rows": rows, "path": str(path), "pseudonymized": pseudonymize_with is not None},
     )
-    return table.num_rows
+    return rows
 
 
 def import_tag(

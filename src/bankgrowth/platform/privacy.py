@@ -4,7 +4,12 @@ permission see it in clear, and every reveal is audited (``platform.flows``)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
+
+import pyarrow as pa
+
+from bankgrowth.platform.security import pseudonym
 
 
 def mask_phone(phone: str | None) -> str | None:
@@ -44,3 +49,22 @@ MASKS: dict[str, Callable[[str | None], str | None]] = {
 def mask_row(row: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of ``row`` with every personal-data column masked."""
     return {k: MASKS[k](v) if k in MASKS else v for k, v in row.items()}
+
+
+def write_extract(table: pa.Table, path: Path, *, pseudonymize_with: str | None = None) -> int:
+    """Write an extract of customer rows to ``path`` (CSV for ``.csv``, Parquet otherwise); with
+    ``pseudonymize_with`` (the deployment's secret) ``customer_id`` becomes a keyed pseudonym,
+    ``customer_key``. Returns the rows written."""
+    if pseudonymize_with is not None:
+        keys = pa.array([pseudonym(v, pseudonymize_with) for v in table.column("customer_id").to_pylist()])
+        table = table.set_column(table.schema.get_field_index("customer_id"), "customer_key", keys)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".csv":
+        import pyarrow.csv as pacsv
+
+        pacsv.write_csv(table, path)
+    else:
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, path)
+    return int(table.num_rows)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
@@ -150,7 +150,7 @@ def get_pool_or_raise(session: Session, *, principal: Principal, code: str) -> P
 @dataclass(frozen=True)
 class Usage:
     pool: Pool
-    period_start: object
+    period_start: date
     used_units: int
     used_fen: int
     left_units: int | None

@@ -9,12 +9,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
 
 from bankgrowth.api.deps import SessionDep, SettingsDep, WarehouseDep, allow, source_of
+from bankgrowth.config import Settings
 from bankgrowth.errors import Invalid
 from bankgrowth.platform.access import Permission, Principal
 from bankgrowth.rights import flows, savings_card, settlement
 from bankgrowth.rights import service as rights_service
+from bankgrowth.rights.models import Pool
 from bankgrowth.rights.payments import PaymentProvider
 from bankgrowth.rights.schemas import (
     CODE,
@@ -55,11 +58,11 @@ MAX_SETTLEMENT_DAYS = 366
 FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2999, 12, 31)  # the ledger's datetimes stay representable
 
 
-def _usage(session: SessionDep, settings: SettingsDep, pool: object) -> PoolUsage:
-    u = rights_service.usage(session, pool=pool, timezone=settings.timezone)  # type: ignore[arg-type]
+def _usage(session: Session, settings: Settings, pool: Pool) -> PoolUsage:
+    u = rights_service.usage(session, pool=pool, timezone=settings.timezone)
     return PoolUsage(
         pool=PoolRead.model_validate(u.pool),
-        period_start=u.period_start,  # type: ignore[arg-type]
+        period_start=u.period_start,
         used_units=u.used_units,
         used_fen=u.used_fen,
         left_units=u.left_units,
