@@ -5,6 +5,7 @@ Validated once at start-up; every front end (CLI, API) and every service receive
 
 from __future__ import annotations
 
+from datetime import time
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -60,6 +61,21 @@ class Settings(BaseSettings):
     key_grace_hours: int = Field(default=24, ge=0, description="A rotated API key keeps working this long.")
     max_failed_logins: int = Field(default=5, ge=1, description="Failed logins in a row before a lockout.")
     lockout_minutes: int = Field(default=15, ge=1, description="How long a locked account stays locked.")
+    # reach: contact rules for every campaign's messages
+    contact_caps: dict[str, dict[Literal["day", "week", "month"], int]] = Field(
+        default={
+            "*": {"day": 2, "week": 5, "month": 12},
+            "sms": {"day": 1, "week": 3, "month": 8},
+            "outbound_call": {"week": 1, "month": 2},
+        },
+        description=(
+            "Messages per customer in rolling windows (day = 24 h, week = 7 days, month = 30 days), per "
+            "channel and across all ('*'); JSON in the environment."
+        ),
+    )
+    quiet_hours: str = Field(
+        default="21:00-08:00", description="No message is sent in this local period; equal ends turn it off."
+    )
     api_host: str = Field(default="127.0.0.1", description="Address `bankgrowth serve` listens on.")
     api_port: int = Field(default=8000, ge=1, le=65535, description="Port `bankgrowth serve` listens on.")
 
@@ -71,6 +87,28 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown IANA timezone {value!r}") from exc
         fixed_offset(value)
+        return value
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_hours(cls, value: str) -> str:
+        parts = value.split("-")
+        try:
+            if len(parts) != 2:
+                raise ValueError
+            for p in parts:
+                time.fromisoformat(p.strip())
+        except ValueError:
+            raise ValueError(f"quiet_hours must look like 21:00-08:00; found {value!r}") from None
+        return value
+
+    @field_validator("contact_caps")
+    @classmethod
+    def _positive_caps(cls, value: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+        for channel, windows in value.items():
+            for window, limit in windows.items():
+                if limit < 1:
+                    raise ValueError(f"contact_caps[{channel}][{window}] must be at least 1; found {limit}")
         return value
 
     @field_validator("warehouse_url")

@@ -1,34 +1,65 @@
-"""The main job on the embedded defaults: simulate a bank, load it, summarise it, and run the
-nightly insight (tags, lifecycle stages, value scores).
+"""The main job on the embedded defaults: simulate a bank, load it, summarise it, run the nightly
+insight (tags, lifecycle stages, value scores), install the core audiences, run an Activation
+campaign (bound but never transacted → a ¥5 voucher) and a Revenue campaign (the savings-card
+offer) with randomized control groups through the simulated channels, let the bank live 14 more
+days, and measure each campaign's lift beside the simulator's true effect.
 
-Later capabilities (insight, audiences, campaigns, measurement) extend this flow; the CLI's
-``demo`` command only renders what it returns.
+The CLI's ``demo`` command only renders what this returns.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bankgrowth.audiences import service as audiences_service
+from bankgrowth.campaigns import flows as campaign_flows
+from bankgrowth.campaigns import service as campaigns_service
+from bankgrowth.campaigns import templates
+from bankgrowth.campaigns.connectors import simulated_connectors
+from bankgrowth.campaigns.flows import ExecutionReport
+from bankgrowth.campaigns.models import Campaign
+from bankgrowth.campaigns.reach import ContactPolicy, DispatchReport, dispatch
+from bankgrowth.campaigns.schemas import Decision
+from bankgrowth.evaluation.campaigns import TrueEffect, true_effects
 from bankgrowth.evaluation.lifecycle import Agreement, lifecycle_agreement
 from bankgrowth.insight import service as insight_service
 from bankgrowth.insight.lifecycle import Thresholds
+from bankgrowth.measurement.campaign import Results, measure
 from bankgrowth.measurement.kpi import BankSummary, bank_summary
 from bankgrowth.operational import db
 from bankgrowth.platform import flows as platform_flows
 from bankgrowth.platform import service as platform_service
+from bankgrowth.platform.access import Principal
+from bankgrowth.rights import savings_card
+from bankgrowth.rights import service as rights_service
+from bankgrowth.rights.models import CardProduct, Pool, Right
+from bankgrowth.rights.schemas import BundleItem, PoolCreate, PricePoint, ProductCreate, RightCreate, RightKind
 from bankgrowth.warehouse import ingest
+from bankgrowth.warehouse.advance import AdvanceResult, advance
 from bankgrowth.warehouse.simulator import SimulationConfig, simulate
 
 if TYPE_CHECKING:
     from ibis.backends import BaseBackend
 
     from bankgrowth.config import Settings
+
+
+@dataclass
+class CampaignRun:
+    code: str
+    name_zh: str
+    name_en: str
+    execution: ExecutionReport
+    results: Results | None = None
+    truth: list[TrueEffect] = field(default_factory=list)
 
 
 @dataclass
@@ -42,6 +73,16 @@ class DemoResult:
     agreement: Agreement | None = None  # computed stages vs the simulator's truth
     store_revision: str | None = None  # operational store schema after `db upgrade`
     orgs: platform_service.OrgSync | None = None
+    segments: list[str] = field(default_factory=list)
+    launched_at: datetime | None = None
+    campaigns: list[CampaignRun] = field(default_factory=list)
+    reach: DispatchReport | None = None
+    advance: AdvanceResult | None = None
+    summary_after: BankSummary | None = None
+    lifecycle_after: list[insight_service.StageCount] = field(default_factory=list)
+
+
+ADVANCE_DAYS = 14
 
 
 class DemoHooks:
@@ -53,6 +94,12 @@ class DemoHooks:
     def load_progress(self, path: Path) -> Callable[[int, int], None] | None:
         return None
 
+    def execute_progress(self, code: str) -> Callable[[int, int], None] | None:
+        return None
+
+    def step(self, text: str) -> None:
+        return None
+
 
 def run_demo(
     con: BaseBackend, settings: Settings, *, config: SimulationConfig | None = None, hooks: DemoHooks | None = None
@@ -61,8 +108,12 @@ def run_demo(
     hooks = hooks or DemoHooks()
     out = settings.data_dir / "simulation"
     manifest = out / "simulation.json"
-    same = manifest.exists() and json.loads(manifest.read_text()).get("config") == config.as_dict()
+    known = json.loads(manifest.read_text()) if manifest.exists() else {}
+    # an earlier demo's advance changed the bank: start again from the simulated history
+    same = known.get("config") == config.as_dict() and "advanced_to" not in known
     if not same:
+        for old in [*out.glob("bank/transactions_advance_*"), *out.glob("truth/effects_*")]:
+            old.unlink()
         simulate(config, out, progress=hooks.simulate_progress)
     result = DemoResult(simulation_dir=out, simulated=not same)
     for path in ingest.expand_paths([out / "bank"]):
@@ -82,4 +133,135 @@ def run_demo(
         timezone=settings.timezone,
         thresholds=Thresholds.from_settings(settings),
     )
+    _campaigns(con, settings, result, hooks)
     return result
+
+
+DEMO_VOUCHER = RightCreate(
+    code="demo.voucher5",
+    kind=RightKind.VOUCHER,
+    name_zh="5元快捷支付立减金",
+    name_en="¥5 quick-pay voucher",
+    face_value_fen=500,
+    min_spend_fen=1000,
+    unit_cost_fen=500,
+    valid_days=14,
+)
+DEMO_CARD_VOUCHER = RightCreate(
+    code="demo.card_voucher",
+    kind=RightKind.VOUCHER,
+    name_zh="省钱卡3元立减金",
+    name_en="Savings-card ¥3 voucher",
+    face_value_fen=300,
+    min_spend_fen=600,
+    unit_cost_fen=300,
+    valid_days=31,
+)
+
+
+def _catalog(session: Session, principal: Principal) -> None:
+    """The demo's rights, budget pools and savings card, created once."""
+    for right in (DEMO_VOUCHER, DEMO_CARD_VOUCHER):
+        if session.scalar(select(Right.id).where(Right.code == right.code)) is None:
+            rights_service.create_right(session, principal=principal, data=right)
+    for code, zh, en, fen in (
+        ("demo.activation", "激活预算", "Activation budget", 20_000_000),
+        ("demo.cards", "省钱卡预算", "Savings-card budget", 10_000_000),
+    ):
+        if session.scalar(select(Pool.id).where(Pool.code == code)) is None:
+            rights_service.create_pool(
+                session, principal=principal, data=PoolCreate(code=code, name_zh=zh, name_en=en, limit_fen=fen)
+            )
+    if session.scalar(select(CardProduct.id).where(CardProduct.code == "demo.card")) is None:
+        savings_card.create_product(
+            session,
+            principal=principal,
+            data=ProductCreate(
+                code="demo.card",
+                name_zh="快捷支付省钱卡",
+                name_en="Quick-pay savings card",
+                list_price_fen=990,
+                price_table=[PricePoint(price_fen=590, weight=3), PricePoint(price_fen=490, weight=1)],
+                bundle=[BundleItem(right="demo.card_voucher", quantity=4, pool="demo.cards")],
+            ),
+        )
+
+
+def _free_code(session: Session, base: str) -> str:
+    """``base``, or ``base.2``, ``base.3``… when an earlier demo used it (a configured store)."""
+    code, n = base, 1
+    while session.scalar(select(Campaign.id).where(Campaign.code == code)) is not None:
+        n += 1
+        code = f"{base}.{n}"
+    return code
+
+
+def _campaigns(con: BaseBackend, settings: Settings, result: DemoResult, hooks: DemoHooks) -> None:
+    """Activation and Revenue campaigns, 14 days of reach and behaviour, and their measurement."""
+    assert result.insight is not None
+    tz = settings.tz
+    launch = datetime.combine(result.insight.as_of + timedelta(days=1), time(10, 0), tz)
+    result.launched_at = launch
+    codes: list[str] = []
+    with db.open_store(settings.resolved_operational_url) as engine:
+        hooks.step("core audiences, rights and campaigns")
+        with Session(engine, expire_on_commit=False) as session:
+            with session.begin():
+                maker = platform_service.system_principal(session, source="demo")
+                result.segments = audiences_service.install_core_segments(session, con, principal=maker)
+                _catalog(session, maker)
+                specs = [
+                    templates.build(
+                        "activation",
+                        code=_free_code(session, "demo.activation"),
+                        right="demo.voucher5",
+                        pool="demo.activation",
+                    ),
+                    templates.build("revenue", code=_free_code(session, "demo.revenue"), offer="demo.card"),
+                ]
+                for spec in specs:
+                    campaigns_service.create(session, principal=maker, data=spec)
+                    campaigns_service.submit(session, principal=maker, code=spec.code)
+                    codes.append(spec.code)
+            # maker-checker: a different actor with the approve permission
+            checker = replace(maker, name="demo-checker", source="demo-checker")
+            with session.begin():
+                for code in codes:
+                    campaigns_service.decide(
+                        session, principal=checker, code=code, decision=Decision(approve=True, comment="demo")
+                    )
+            for code in codes:
+                campaign_flows.launch(session, con, principal=maker, code=code, at=launch, timezone=settings.timezone)
+        for code in codes:
+            report = campaign_flows.execute(
+                engine, con, principal=maker, code=code, at=launch, progress=hooks.execute_progress(code)
+            )
+            with Session(engine) as session:
+                c = campaigns_service.get_or_raise(session, principal=maker, code=code)
+                result.campaigns.append(CampaignRun(code, c.name_zh, c.name_en, report))
+        # reach: the simulated channels, at 10:00 on each of the 14 days (deferred messages go out
+        # when their cap window frees)
+        hooks.step("reaching customers for 14 days")
+        connectors = simulated_connectors()
+        policy = ContactPolicy.from_settings(settings)
+        reach = DispatchReport()
+        for day in range(ADVANCE_DAYS):
+            reach.add(dispatch(engine, connectors, policy, now=launch + timedelta(days=day)))
+        result.reach = reach
+        with Session(engine) as session:
+            exposed = campaign_flows.exposures(session, principal=maker, codes=codes)
+        hooks.step("the bank lives 14 more days")
+        result.advance = advance(result.simulation_dir, ADVANCE_DAYS, exposed, timezone=settings.timezone)
+        new_txns = result.advance.files[0]
+        result.loads.append(
+            ingest.load_file(con, new_txns, timezone=settings.timezone, progress=hooks.load_progress(new_txns))
+        )
+        hooks.step("measuring")
+        insight_service.run(con, settings)
+        result.summary_after = bank_summary(con, timezone=settings.timezone)
+        result.lifecycle_after = insight_service.lifecycle_distribution(con)
+        with Session(engine) as session:
+            for run in result.campaigns:
+                run.results = measure(session, con, principal=maker, code=run.code)
+                campaign = campaigns_service.get_or_raise(session, principal=maker, code=run.code)
+                run.truth = true_effects(con, result.simulation_dir / "truth", campaign_id=campaign.id, code=run.code)

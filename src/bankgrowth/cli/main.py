@@ -17,8 +17,11 @@ from rich.progress import (
     TextColumn,
     TimeRemainingColumn,
 )
+from sqlalchemy.orm import Session
 
 from bankgrowth import __version__
+from bankgrowth.campaigns import flows as campaign_flows
+from bankgrowth.campaigns import service as campaigns_service
 from bankgrowth.cli import audiences as audiences_cli
 from bankgrowth.cli import common, ops, render
 from bankgrowth.cli import rights as rights_cli
@@ -28,7 +31,9 @@ from bankgrowth.insight import flows as insight_flows
 from bankgrowth.insight import service as insight_service
 from bankgrowth.insight import store as insight_store
 from bankgrowth.insight.lifecycle import Thresholds
+from bankgrowth.platform import service as platform_service
 from bankgrowth.warehouse import ingest, schema
+from bankgrowth.warehouse.advance import advance
 from bankgrowth.warehouse.docs import data_model_markdown
 from bankgrowth.warehouse.ingest import IngestFileError
 from bankgrowth.warehouse.simulator import SimulationConfig, simulate
@@ -101,8 +106,13 @@ def main(
         raise typer.Exit()
 
 
-@app.command("simulate")
+simulate_app = typer.Typer(help="Simulate a bank; `simulate advance` lets it live on after campaigns.")
+app.add_typer(simulate_app, name="simulate")
+
+
+@simulate_app.callback(invoke_without_command=True)
 def simulate_cmd(
+    ctx: typer.Context,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Output folder (default: DATA_DIR/simulation).")
     ] = None,
@@ -114,6 +124,8 @@ def simulate_cmd(
     activity: Annotated[float, typer.Option(help="Scale of transaction rates (1.0 ≈ 25 per customer a year).")] = 1.0,
 ) -> None:
     """Generate a synthetic bank (Parquet) with its hidden ground truth kept apart."""
+    if ctx.invoked_subcommand is not None:
+        return
     settings = _settings()
     try:
         config = SimulationConfig(
@@ -131,6 +143,41 @@ def simulate_cmd(
         task = progress.add_task("simulating customers", total=customers)
         result = simulate(config, target, progress=lambda done, total: progress.update(task, completed=done))
     render.simulation(console, result)
+
+
+@simulate_app.command("advance")
+def simulate_advance_cmd(
+    days: Annotated[int, typer.Option(help="Days to simulate after the last simulated one.")] = 14,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="The simulation folder (default: DATA_DIR/simulation).")
+    ] = None,
+) -> None:
+    """Let the simulated bank live DAYS more days: customers respond to what running campaigns gave
+    them, from their hidden true response; the new transactions are loaded and the truth of each
+    treatment's effect is written beside the simulator's other truth."""
+    settings = _settings()
+    target = out or settings.data_dir / "simulation"
+    with common.store(settings) as engine, Session(engine) as session:
+        principal = platform_service.system_principal(session, source="cli:simulate")
+        codes = [
+            c.code
+            for c in campaigns_service.list_campaigns(session, principal=principal)
+            if c.status in ("running", "finished")
+        ]
+        exposed = campaign_flows.exposures(session, principal=principal, codes=codes)
+    try:
+        result = advance(target, days, exposed, timezone=settings.timezone)
+    except (FileNotFoundError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    with _warehouse(settings) as con:
+        report = ingest.load_file(con, result.files[0], timezone=settings.timezone)
+    render.load_report(console, report, show=5)
+    console.print(
+        f"simulated {result.start} – {result.end}: {result.transactions:,} transactions; {result.exposed:,} "
+        f"customers treated by {len(codes)} campaign(s), {result.activated:,} inactive ones activated; "
+        f"truth in {result.files[1]}",
+        highlight=False,
+    )
 
 
 @app.command("load")
@@ -182,8 +229,13 @@ def demo_cmd(
     customers: Annotated[int, typer.Option(help="Size of the simulated bank.")] = 100_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
 ) -> None:
-    """The main job: simulate a bank, load it, summarise it and run the nightly insight."""
+    """The main job: simulate a bank, load it, run insight, run two campaigns with control groups and
+    measure them against the simulator's truth. Starts from fresh default stores each time."""
     settings = _settings()
+    if settings.warehouse_url is None and settings.operational_url is None:
+        # the embedded defaults: the demo owns these files and starts from a clean bank
+        for name in ("warehouse.duckdb", "warehouse.duckdb.wal", "operational.sqlite"):
+            (settings.data_dir / name).unlink(missing_ok=True)
 
     class Hooks(DemoHooks):
         def __init__(self, progress: Progress) -> None:
@@ -195,6 +247,12 @@ def demo_cmd(
 
         def load_progress(self, path: Path) -> Callable[[int, int], None]:
             return _advance(self.progress, self.progress.add_task(f"loading {path.name}", total=None))
+
+        def execute_progress(self, code: str) -> Callable[[int, int], None]:
+            return _advance(self.progress, self.progress.add_task(f"executing {code}", total=None))
+
+        def step(self, text: str) -> None:
+            self.progress.console.print(f"· {text}", highlight=False)
 
     with _warehouse(settings) as con, _progress() as progress:
         config = SimulationConfig(customers=customers, seed=seed)

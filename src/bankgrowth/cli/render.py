@@ -9,9 +9,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from bankgrowth.campaigns.reach import DispatchReport
 from bankgrowth.demo import DemoResult
+from bankgrowth.evaluation.campaigns import TrueEffect
 from bankgrowth.evaluation.lifecycle import Agreement
 from bankgrowth.insight.service import CustomerView, Matrix, RunReport, StageCount, TagStats
+from bankgrowth.measurement.campaign import Results
 from bankgrowth.measurement.kpi import BankSummary
 from bankgrowth.warehouse.ingest import LoadReport
 from bankgrowth.warehouse.simulator import SimulationResult
@@ -151,6 +154,162 @@ def demo(console: Console, result: DemoResult) -> None:
         matrix(console, result.grid, "Customer grid 客户宫格 (stage × value tier)")
     if result.agreement is not None:
         agreement(console, result.agreement)
+    if result.campaigns:
+        demo_campaigns(console, result)
+
+
+def demo_campaigns(console: Console, result: DemoResult) -> None:
+    if result.launched_at is not None:
+        console.print(
+            f"\n[bold]Campaigns 营销活动[/] launched {result.launched_at:%Y-%m-%d %H:%M %Z}; "
+            f"{len(result.segments)} core audiences installed",
+            highlight=False,
+        )
+    for run in result.campaigns:
+        e = run.execution
+        console.print(
+            f"[bold]{run.code}[/] {run.name_zh} / {run.name_en}: {_n(e.planned)} in the audience, "
+            f"{_n(e.control)} held out as control; {_n(e.treated)} treated in {e.seconds:.1f} s — "
+            f"{_n(e.granted)} rights granted, {_n(e.refused)} refused (caps, budget), {_n(e.messages)} messages "
+            f"({_n(e.suppressed)} suppressed: no marketing consent)",
+            highlight=False,
+        )
+    if result.reach is not None:
+        reach(console, result.reach)
+    if result.advance is not None:
+        a = result.advance
+        console.print(
+            f"the bank lived {a.start} – {a.end}: {_n(a.transactions)} new transactions; {_n(a.exposed)} customers "
+            f"had received a treatment, {_n(a.activated)} of the inactive among them were activated",
+            highlight=False,
+        )
+    if result.summary_after is not None:
+        bank_summary(console, result.summary_after)
+    if result.lifecycle_after:
+        lifecycle(console, result.lifecycle_after)
+    for run in result.campaigns:
+        if run.results is not None:
+            campaign_results(console, run.results, {t.arm: t for t in run.truth})
+
+
+def reach(console: Console, r: DispatchReport) -> None:
+    channels = ", ".join(f"{c} {_n(n)}" for c, n in sorted(r.by_channel.items()))
+    reasons = ", ".join(f"{k} {_n(v)}" for k, v in sorted(r.reasons.items())) or "none"
+    console.print(
+        f"reach 触达: {_n(r.sent)} sent ({channels}); {_n(r.deferred)} deferrals ({reasons}), "
+        f"{_n(r.suppressed)} suppressed at dispatch, {_n(r.failed)} failed, {_n(r.receipts)} receipts",
+        highlight=False,
+    )
+
+
+def _interval(low: float, high: float, point: float, truth: float | None, lo: float, hi: float, width: int = 25) -> str:
+    """A one-line forest plot: the interval ─, the estimate ●, the truth ▲, zero │."""
+    if hi <= lo:
+        return ""
+    cells = [" "] * width
+
+    def at(x: float) -> int:
+        return max(0, min(width - 1, round((x - lo) / (hi - lo) * (width - 1))))
+
+    for i in range(at(low), at(high) + 1):
+        cells[i] = "─"
+    if lo <= 0 <= hi:
+        cells[at(0)] = "│" if cells[at(0)] == " " else "┼"
+    cells[at(point)] = "●"
+    if truth is not None:
+        cells[at(truth)] = "▲" if at(truth) != at(point) else "◆"
+    return "".join(cells)
+
+
+METRIC_LABELS = {
+    "conversion": ("conversion", "转化率"),
+    "transactions": ("transactions", "交易笔数"),
+    "amount": ("amount ¥", "交易金额"),
+}
+
+
+def _goal_value(metric: str, diff: float) -> str:
+    if metric == "conversion":
+        return f"{diff * 100:+.2f} pp"
+    if metric == "amount":
+        return f"¥{diff / 100:+,.2f}"
+    return f"{diff:+.3f}"
+
+
+def campaign_results(console: Console, res: Results, truth: dict[str, TrueEffect]) -> None:
+    goal = res.goal
+    title = (
+        f"{res.campaign}: lift vs control 提升 (goal {goal.metric}, {goal.window_days} days from "
+        f"{res.window_start:%Y-%m-%d}{'' if res.complete else ', window not complete yet'})"
+    )
+    table = Table(title=title, title_justify="left")
+    for col, just in (
+        ("arm", "left"),
+        ("metric", "left"),
+        ("control", "right"),
+        ("treated", "right"),
+        ("lift [95% CI]", "right"),
+        ("true", "right"),
+        ("●est ▲true │0", "left"),
+    ):
+        table.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
+    for arm in res.arms:
+        t = truth.get(arm.arm)
+        true_values = {
+            "conversion": t.conversion if t else None,
+            "transactions": t.transactions if t else None,
+            "amount": float(t.amount_yuan) * 100 if t else None,
+        }
+        for metric, lift in arm.lifts.items():
+            scale, fmt = (100.0, "{:+.2f} pp") if metric == "conversion" else (1.0, "{:+.3f}")
+            if metric == "amount":
+                scale, fmt = 0.01, "{:+,.2f}"
+            base_fmt = "{:.2%}" if metric == "conversion" else ("{:,.2f}" if metric == "amount" else "{:.3f}")
+            unit = 0.01 if metric == "amount" else 1.0
+            tv = true_values[metric]
+            span = [lift.ci_low, lift.ci_high, 0.0] + ([tv] if tv is not None else [])
+            pad = (max(span) - min(span)) * 0.1 or 1.0
+            table.add_row(
+                arm.arm,
+                METRIC_LABELS[metric][1] + " " + METRIC_LABELS[metric][0] + (" ★" if metric == goal.metric else ""),
+                base_fmt.format(lift.control_mean * unit),
+                base_fmt.format(lift.treatment_mean * unit),
+                f"{fmt.format(lift.diff * scale)} [{fmt.format(lift.ci_low * scale)}, "
+                f"{fmt.format(lift.ci_high * scale)}]",
+                "" if tv is None else fmt.format(tv * scale),
+                _interval(lift.ci_low, lift.ci_high, lift.diff, tv, min(span) - pad, max(span) + pad, width=15),
+            )
+    console.print(table)
+    for arm in res.arms:
+        c = arm.goal_cuped
+        plain = arm.lifts[goal.metric]
+        narrower = 1 - (c.ci_high - c.ci_low) / (plain.ci_high - plain.ci_low) if plain.ci_high > plain.ci_low else 0.0
+        srm = (
+            f"[red]sample-ratio mismatch (p = {arm.srm.p_value:.2g}): do not trust this lift[/]"
+            if arm.srm.mismatch
+            else f"split as planned (SRM p = {arm.srm.p_value:.2f})"
+        )
+        roi = "n/a (no rights cost)" if arm.roi is None else f"¥{arm.roi:,.2f} of incremental amount per ¥1 granted"
+        console.print(
+            f"  {arm.arm}: CUPED interval {narrower:.0%} narrower (θ = {arm.theta:.3g}); {srm}; incremental "
+            f"{arm.incremental_conversions:+,.0f} converters, {arm.incremental_transactions:+,.0f} transactions, "
+            f"¥{arm.incremental_amount_yuan:+,} amount; rights cost ¥{arm.granted_cost_yuan:,} granted, "
+            f"¥{arm.redeemed_cost_yuan:,} redeemed; ROI {roi}",
+            highlight=False,
+        )
+        cells = [c for c in arm.by_stage if c.lift is not None]
+        if cells:
+            console.print(
+                "  by stage: "
+                + "; ".join(
+                    f"{c.value} {c.lift.diff:+.3g} (n={_n(c.n_treatment)}/{_n(c.n_control)})" for c in cells if c.lift
+                ),
+                highlight=False,
+            )
+    if res.messages:
+        console.print(
+            "  messages: " + ", ".join(f"{k} {_n(v)}" for k, v in sorted(res.messages.items())), highlight=False
+        )
 
 
 def _bar(share: float, width: int = 24) -> str:

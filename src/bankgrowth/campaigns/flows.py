@@ -1,0 +1,417 @@
+"""Campaign work that spans the two stores and owns its transactions: the launch (snapshot the
+audience, assign every member, record the plan) and the execution (grant, then enqueue messages).
+
+Execution treats the assigned customers in ascending id order, one batch per transaction. Within a
+batch every grant carries the key ``cmp<id>:<customer>:<right>`` and every message the key
+``cmp<id>:<customer>:msg``; the batch also moves the execution's cursor. So a batch is committed
+whole or not at all, a rerun after a crash starts after the last committed batch, and even a batch
+run twice could not grant or enqueue twice: the ledger and the outbox refuse a key they hold.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from bankgrowth.audiences import service as audiences
+from bankgrowth.campaigns import service, store
+from bankgrowth.campaigns.assignment import CONTROL, assign
+from bankgrowth.campaigns.models import Campaign, Execution, Message
+from bankgrowth.campaigns.schemas import Arm, Definition, Status
+from bankgrowth.errors import Conflict
+from bankgrowth.operational.base import utcnow
+from bankgrowth.platform import audit
+from bankgrowth.platform.access import Permission, Principal
+from bankgrowth.platform.models import Org
+from bankgrowth.rights import counters, ledger
+from bankgrowth.rights.counters import Cap
+from bankgrowth.rights.ledger import GrantRequest, Source
+from bankgrowth.rights.models import Pool, Right
+
+if TYPE_CHECKING:
+    from ibis.backends import BaseBackend
+    from sqlalchemy.engine import Engine
+
+ProgressFn = Callable[[int, int], None]
+BATCH = 2000
+DEADLOCK_RETRIES = 5
+
+
+def launch(
+    session: Session,
+    con: BaseBackend,
+    *,
+    principal: Principal,
+    code: str,
+    at: datetime | None = None,
+    timezone: str = "Asia/Shanghai",
+) -> Campaign:
+    """Snapshot the audience, assign its members to the control group and the arms, and mark the
+    campaign running; commits ``session``. If the commit does not happen, what was written to the
+    warehouse (the snapshot's members, the assignment) is deleted again."""
+    at = at or utcnow()
+    principal.require(Permission.WRITE)
+    campaign = service.get_or_raise(session, principal=principal, code=code)
+    if campaign.status != Status.APPROVED:
+        raise Conflict(
+            f"campaign {code} is {campaign.status}: only an approved campaign can be launched",
+            f"营销活动 {code} 当前状态为 {campaign.status}，只有已审批的活动可以启动",
+            code="bad_status",
+        )
+    definition = service.definition_of(session, campaign)
+    trigger = definition.trigger
+    if trigger.type in ("event", "transition"):
+        raise Conflict(
+            f"campaign {code} is triggered by {trigger.type}s, which the event runtime starts, not a launch",
+            f"营销活动 {code} 由{'事件' if trigger.type == 'event' else '生命周期迁移'}触发，不能手动启动",
+            code="not_launchable",
+        )
+    if trigger.type == "scheduled" and trigger.at is not None and at < trigger.at:
+        raise Conflict(
+            f"campaign {code} is scheduled for {trigger.at.isoformat()}",
+            f"营销活动 {code} 计划于 {trigger.at.isoformat()} 启动",
+            code="not_due",
+        )
+    owner = service.owner_principal(session, principal, campaign)
+    made_snapshot: list[int] = []
+    planned = False
+    try:
+        snap = audiences.snapshot(session, con, principal=owner, code=definition.audience, timezone=timezone)
+        made_snapshot.append(snap.id)
+        planned = True
+        counts = store.plan(
+            con,
+            campaign_id=campaign.id,
+            salt=campaign.salt,
+            snapshot_id=snap.id,
+            as_of=snap.as_of,
+            control_share=definition.control_share,
+            arms=[(a.name, a.weight) for a in definition.arms],
+            at=at,
+        )
+        campaign.snapshot_id = snap.id
+        campaign.status = Status.RUNNING
+        campaign.launched_at = at
+        campaign.updated_at = utcnow()
+        session.add(
+            Execution(
+                campaign_id=campaign.id,
+                planned=sum(counts.values()),
+                control=counts.get(CONTROL, 0),
+                started_at=utcnow(),
+            )
+        )
+        audit.record(
+            session,
+            principal=principal,
+            action="campaigns.launch",
+            object_type="campaign",
+            object_id=code,
+            org_id=campaign.org_id,
+            after={"snapshot": snap.id, "as_of": snap.as_of, "groups": counts, "launched_at": at},
+        )
+        session.commit()
+    except BaseException:
+        session.rollback()
+        if planned:
+            store.discard(con, campaign.id)
+        for snapshot_id in made_snapshot:
+            audiences.discard(con, snapshot_id)
+        raise
+    return campaign
+
+
+@dataclass(frozen=True)
+class ExecutionReport:
+    campaign: str
+    planned: int
+    control: int
+    treated: int
+    granted: int
+    refused: int
+    messages: int
+    suppressed: int
+    done: bool
+    seconds: float
+    resumed_from: int | None  # the cursor a rerun started after
+
+
+@dataclass(frozen=True)
+class _ArmPlan:
+    arm: Arm
+    rights: list[tuple[int, int]]  # (right id, quantity)
+    variables: dict[str, Any]
+
+
+def _arm_plans(
+    session: Session, principal: Principal, campaign: Campaign, definition: Definition
+) -> dict[str, _ArmPlan]:
+    plans = {}
+    for arm in definition.arms:
+        rights = [service.rights.get_right_or_raise(session, principal=principal, code=r.right) for r in arm.rights]
+        first = rights[0] if rights else None
+        variables: dict[str, Any] = {"campaign": campaign.name_zh}
+        if first is not None:
+            variables["right"] = first.name_zh
+            if first.face_value_fen is not None:
+                variables["face_value"] = str(Decimal(first.face_value_fen) / 100)
+            if first.valid_days is not None:
+                variables["valid_days"] = first.valid_days
+        plans[arm.name] = _ArmPlan(
+            arm, [(r.id, ar.quantity) for r, ar in zip(rights, arm.rights, strict=True)], variables
+        )
+    return plans
+
+
+def execute(
+    engine: Engine,
+    con: BaseBackend,
+    *,
+    principal: Principal,
+    code: str,
+    at: datetime | None = None,
+    batch: int = BATCH,
+    progress: ProgressFn | None = None,
+    stop_after: int | None = None,
+) -> ExecutionReport:
+    """Treat the campaign's assigned customers: grant each arm's rights, enqueue its message.
+    Resumable: a rerun continues after the last committed batch. ``stop_after`` (batches) lets a
+    caller run a slice — the crash test uses it."""
+    started = time.perf_counter()
+    at = at or utcnow()
+    with Session(engine, expire_on_commit=False) as session:
+        principal.require(Permission.WRITE)
+        campaign = service.get_or_raise(session, principal=principal, code=code)
+        if campaign.status not in (Status.RUNNING, Status.FINISHED):
+            raise Conflict(
+                f"campaign {code} is {campaign.status}: launch it first",
+                f"营销活动 {code} 当前状态为 {campaign.status}，请先启动",
+                code="bad_status",
+            )
+        execution = session.scalar(select(Execution).where(Execution.campaign_id == campaign.id))
+        assert execution is not None  # written by the launch in the same transaction
+        definition = service.definition_of(session, campaign)
+        owner = service.owner_principal(session, principal, campaign)
+        plans = _arm_plans(session, owner, campaign, definition)
+        pool_id = (
+            service.rights.get_pool_or_raise(session, principal=owner, code=definition.pool).id
+            if definition.pool
+            else None
+        )
+        branches = {org_id: name for org_id, name in session.execute(select(Org.id, Org.name_zh))}
+        cursor = execution.cursor
+        campaign_at = campaign.launched_at or at
+    a = store.assignments(con, campaign.id)
+    todo = a.filter(a.arm != CONTROL)
+    if cursor is not None:
+        todo = todo.filter(todo.customer_id > cursor)
+    rows = todo.order_by("customer_id").to_pyarrow().to_pylist()
+    total = execution.planned - execution.control
+    done = execution.treated
+    if progress:
+        progress(done, total)
+    caps = [Cap(scope=c.scope, limit=c.limit, period=c.period) for c in definition.caps]
+    for batches, start in enumerate(range(0, len(rows), batch)):
+        if stop_after is not None and batches >= stop_after:
+            break
+        chunk = rows[start : start + batch]
+        for attempt in range(DEADLOCK_RETRIES):
+            try:
+                with Session(engine, expire_on_commit=False) as s, s.begin():
+                    _treat(s, campaign, execution.id, plans, pool_id, caps, chunk, branches, campaign_at)
+                break
+            except OperationalError as exc:  # a deadlock with another campaign's grants: the batch rolled back
+                if "deadlock" not in str(exc).lower() or attempt == DEADLOCK_RETRIES - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        done += len(chunk)
+        if progress:
+            progress(done, total)
+    with Session(engine, expire_on_commit=False) as s, s.begin():
+        final = s.get(Execution, execution.id)
+        assert final is not None
+        finished = final.treated >= total
+        if finished and final.status != "done":
+            final.status = "done"
+            final.finished_at = utcnow()
+    return ExecutionReport(
+        campaign=code,
+        planned=final.planned,
+        control=final.control,
+        treated=final.treated,
+        granted=final.granted,
+        refused=final.refused,
+        messages=final.messages,
+        suppressed=final.suppressed,
+        done=final.status == "done",
+        seconds=time.perf_counter() - started,
+        resumed_from=cursor,
+    )
+
+
+def _treat(
+    session: Session,
+    campaign: Campaign,
+    execution_id: int,
+    plans: dict[str, _ArmPlan],
+    pool_id: int | None,
+    caps: Sequence[Cap],
+    chunk: list[dict[str, Any]],
+    branches: dict[str, str],
+    at: datetime,
+) -> None:
+    """One batch, in the caller's transaction: grants, messages, and the execution's counters."""
+    granted = refused = 0
+    messages: list[dict[str, Any]] = []
+    source = Source("campaign", campaign.code)
+    pool = session.get(Pool, pool_id) if pool_id is not None else None
+    by_arm: dict[str, list[dict[str, Any]]] = {}
+    for row in chunk:
+        by_arm.setdefault(row["arm"], []).append(row)
+    for arm_name, members in by_arm.items():
+        plan = plans[arm_name]
+        reached = {r["customer_id"] for r in members}
+        for right_id, quantity in plan.rights:
+            right = session.get(Right, right_id)
+            assert right is not None and pool is not None
+            requests = [
+                GrantRequest(f"cmp{campaign.id}:{r['customer_id']}:{right.code}", str(r["customer_id"]), quantity)
+                for r in members
+            ]
+            results = ledger.grant_many(
+                session,
+                right=right,
+                pool=pool,
+                requests=requests,
+                source=source,
+                actor=f"campaign:{campaign.code}",
+                reason=f"campaign {campaign.code} arm {arm_name}",
+                caps=caps,
+                at=at,
+            )
+            ok = {int(r.customer_id) for r in results if r.status in ("granted", "duplicate")}
+            granted += sum(1 for r in results if r.status == "granted")
+            refused += sum(1 for r in results if r.status not in ("granted", "duplicate"))
+            reached &= ok  # a customer is told of a right only if it reached them
+        if plan.arm.message is None:
+            continue
+        for r in members:
+            if r["customer_id"] not in reached:
+                continue
+            channel = r["best_channel"] if plan.arm.channel == "best" else str(plan.arm.channel)
+            consent = bool(r["consent"])
+            messages.append(
+                {
+                    "key": f"cmp{campaign.id}:{r['customer_id']}:msg",
+                    "campaign_id": campaign.id,
+                    "arm": arm_name,
+                    "customer_id": str(r["customer_id"]),
+                    "channel": channel or "sms",
+                    "lang": "zh",
+                    "variables": {
+                        **plan.variables,
+                        "surname": r["surname"] or "",
+                        "branch": branches.get(r["branch_id"] or "", ""),
+                    },
+                    "status": "queued" if consent else "suppressed",
+                    "reason": "" if consent else "no_consent",
+                    "not_before": at,
+                    "attempts": 0,
+                    "created_at": utcnow(),
+                }
+            )
+    inserted = suppressed = 0
+    if messages:
+        stmt = counters.dialect_insert(session)(Message).on_conflict_do_nothing(index_elements=["key"])
+        statuses = list(session.execute(stmt.returning(Message.status), messages).scalars())
+        inserted = len(statuses)
+        suppressed = sum(1 for s in statuses if s == "suppressed")
+    session.execute(
+        update(Execution)
+        .where(Execution.id == execution_id)
+        .values(
+            treated=Execution.treated + len(chunk),
+            granted=Execution.granted + granted,
+            refused=Execution.refused + refused,
+            messages=Execution.messages + inserted,
+            suppressed=Execution.suppressed + suppressed,
+            cursor=max(r["customer_id"] for r in chunk),
+            updated_at=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+# --- what the customers received, for the simulator's advance ------------------------------------
+
+RIGHT_TREATMENT = {
+    "voucher": "voucher",
+    "coupon_code": "voucher",
+    "points": "points",
+    "coins": "points",
+    "gift": "points",
+}
+STAGE_TREATMENT = {"referral": "referral_reward", "acquisition": "binding_reward"}
+
+
+def treatment_of(definition: Definition, arm: Arm, right_kinds: dict[str, str]) -> str:
+    """What kind of treatment an arm is, in the simulator's terms."""
+    if arm.offer is not None:
+        return "savings_card"
+    if definition.stage in STAGE_TREATMENT:
+        return STAGE_TREATMENT[definition.stage]
+    if arm.rights:
+        return RIGHT_TREATMENT.get(right_kinds.get(arm.rights[0].right, ""), "voucher")
+    return "message"
+
+
+def exposures(session: Session, *, principal: Principal, codes: Sequence[str]) -> pa.Table:
+    """One row per (campaign, treated customer) who was granted a right or sent a delivered message:
+    when it first reached them, whether a right did, and the delivered message's channel."""
+    from bankgrowth.rights.models import Holding
+    from bankgrowth.warehouse.advance import EXPOSURE_SCHEMA
+
+    rows: list[dict[str, Any]] = []
+    kinds = {code: kind for code, kind in session.execute(select(Right.code, Right.kind))}
+    for code in codes:
+        campaign = service.get_or_raise(session, principal=principal, code=code)
+        definition = service.definition_of(session, campaign)
+        arm_treatment = {a.name: treatment_of(definition, a, kinds) for a in definition.arms}
+        first: dict[str, dict[str, Any]] = {}
+        for customer, granted_at in session.execute(
+            select(Holding.customer_id, Holding.granted_at).where(
+                Holding.source_type == "campaign", Holding.source_id == code
+            )
+        ):
+            r = first.setdefault(customer, {"at": granted_at, "right": True, "channel": None, "arm": None})
+            r["at"], r["right"] = min(r["at"], granted_at), True
+        for customer, arm, channel, delivered_at in session.execute(
+            select(Message.customer_id, Message.arm, Message.channel, Message.delivered_at).where(
+                Message.campaign_id == campaign.id, Message.delivered_at.is_not(None)
+            )
+        ):
+            r = first.setdefault(customer, {"at": delivered_at, "right": False, "channel": None, "arm": None})
+            r["at"], r["channel"], r["arm"] = min(r["at"], delivered_at), channel, arm
+        weights = [(a.name, a.weight) for a in definition.arms]
+        for customer, r in first.items():
+            arm = r["arm"] or assign(campaign.salt, int(customer), definition.control_share, weights)
+            rows.append(
+                {
+                    "source": code,
+                    "customer_id": int(customer),
+                    "treatment": arm_treatment.get(arm, "message"),
+                    "at": r["at"],
+                    "right_granted": r["right"],
+                    "message_channel": r["channel"],
+                }
+            )
+    return pa.Table.from_pylist(rows, schema=EXPOSURE_SCHEMA)
