@@ -186,7 +186,9 @@ def test_frequency_caps_hold_under_concurrent_campaigns(any_world: World) -> Non
     for step in range(4 * 21):
         now = LAUNCH + timedelta(hours=6 * step)
         with ThreadPoolExecutor(4) as pool:
-            reports += list(pool.map(lambda _, now=now: dispatch(w.store, connectors, policy, now=now, batch=40), range(4)))
+            reports += list(
+                pool.map(lambda _, now=now: dispatch(w.store, connectors, policy, now=now, batch=40), range(4))
+            )
     # then: no customer was ever contacted twice in 24 hours or three times in 7 days ...
     with Session(w.store) as s:
         sent: dict[str, list[datetime]] = defaultdict(list)
