@@ -43,7 +43,7 @@ from bankgrowth.rights import service as rights_service
 from bankgrowth.rights.models import CardProduct, Pool, Right
 from bankgrowth.rights.schemas import BundleItem, PoolCreate, PricePoint, ProductCreate, RightCreate, RightKind
 from bankgrowth.warehouse import ingest
-from bankgrowth.warehouse.advance import AdvanceResult, advance
+from bankgrowth.warehouse.advance import AdvanceResult
 from bankgrowth.warehouse.simulator import SimulationConfig, simulate
 
 if TYPE_CHECKING:
@@ -248,14 +248,18 @@ def _campaigns(con: BaseBackend, settings: Settings, result: DemoResult, hooks: 
         for day in range(ADVANCE_DAYS):
             reach.add(dispatch(engine, connectors, policy, now=launch + timedelta(days=day)))
         result.reach = reach
-        with Session(engine) as session:
-            exposed = campaign_flows.exposures(session, principal=maker, codes=codes)
         hooks.step("the bank lives 14 more days")
-        result.advance = advance(result.simulation_dir, ADVANCE_DAYS, exposed, timezone=settings.timezone)
-        new_txns = result.advance.files[0]
-        result.loads.append(
-            ingest.load_file(con, new_txns, timezone=settings.timezone, progress=hooks.load_progress(new_txns))
+        result.advance, load, _ = campaign_flows.advance_simulation(
+            engine,
+            con,
+            principal=maker,
+            simulation_dir=result.simulation_dir,
+            days=ADVANCE_DAYS,
+            codes=codes,
+            timezone=settings.timezone,
+            progress=hooks.load_progress(result.simulation_dir / "bank" / "transactions_advance"),
         )
+        result.loads.append(load)
         hooks.step("measuring")
         insight_service.run(con, settings)
         result.summary_after = bank_summary(con, timezone=settings.timezone)

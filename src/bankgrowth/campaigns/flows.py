@@ -33,11 +33,16 @@ from bankgrowth.platform import audit
 from bankgrowth.platform.access import Permission, Principal
 from bankgrowth.platform.models import Org
 from bankgrowth.rights import counters, ledger
+from bankgrowth.rights import service as rights_service
 from bankgrowth.rights.counters import Cap
 from bankgrowth.rights.ledger import GrantRequest, Source
-from bankgrowth.rights.models import Pool, Right
+from bankgrowth.rights.models import Holding, Pool, Right
+from bankgrowth.warehouse import ingest
+from bankgrowth.warehouse.advance import EXPOSURE_SCHEMA, AdvanceResult, advance
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ibis.backends import BaseBackend
     from sqlalchemy.engine import Engine
 
@@ -157,7 +162,7 @@ def _arm_plans(
 ) -> dict[str, _ArmPlan]:
     plans = {}
     for arm in definition.arms:
-        rights = [service.rights.get_right_or_raise(session, principal=principal, code=r.right) for r in arm.rights]
+        rights = [rights_service.get_right_or_raise(session, principal=principal, code=r.right) for r in arm.rights]
         first = rights[0] if rights else None
         variables: dict[str, Any] = {"campaign": campaign.name_zh}
         if first is not None:
@@ -203,7 +208,7 @@ def execute(
         owner = service.owner_principal(session, principal, campaign)
         plans = _arm_plans(session, owner, campaign, definition)
         pool_id = (
-            service.rights.get_pool_or_raise(session, principal=owner, code=definition.pool).id
+            rights_service.get_pool_or_raise(session, principal=owner, code=definition.pool).id
             if definition.pool
             else None
         )
@@ -377,9 +382,6 @@ def treatment_of(definition: Definition, arm: Arm, right_kinds: dict[str, str]) 
 def exposures(session: Session, *, principal: Principal, codes: Sequence[str]) -> pa.Table:
     """One row per (campaign, treated customer) who was granted a right or sent a delivered message:
     when it first reached them, whether a right did, and the delivered message's channel."""
-    from bankgrowth.rights.models import Holding
-    from bankgrowth.warehouse.advance import EXPOSURE_SCHEMA
-
     rows: list[dict[str, Any]] = []
     kinds = {code: kind for code, kind in session.execute(select(Right.code, Right.kind))}
     for code in codes:
@@ -415,3 +417,30 @@ def exposures(session: Session, *, principal: Principal, codes: Sequence[str]) -
                 }
             )
     return pa.Table.from_pylist(rows, schema=EXPOSURE_SCHEMA)
+
+
+def advance_simulation(
+    engine: Engine,
+    con: BaseBackend,
+    *,
+    principal: Principal,
+    simulation_dir: Path,
+    days: int,
+    codes: Sequence[str] | None = None,
+    timezone: str = "Asia/Shanghai",
+    progress: ProgressFn | None = None,
+) -> tuple[AdvanceResult, ingest.LoadReport, list[str]]:
+    """Let a simulated bank live ``days`` more days, its customers responding to what the campaigns
+    (``codes``; default: every running or finished one) gave them; load the new transactions.
+    Returns the advance, the load and the campaigns whose exposures were applied."""
+    with Session(engine) as session:
+        if codes is None:
+            codes = [
+                c.code
+                for c in service.list_campaigns(session, principal=principal)
+                if c.status in (Status.RUNNING, Status.FINISHED)
+            ]
+        exposed = exposures(session, principal=principal, codes=codes)
+    result = advance(simulation_dir, days, exposed, timezone=timezone)
+    report = ingest.load_file(con, result.files[0], timezone=timezone, progress=progress)
+    return result, report, list(codes)

@@ -112,6 +112,9 @@ class DispatchReport:
     by_channel: dict[str, int] = field(default_factory=dict)
     reasons: dict[str, int] = field(default_factory=dict)
 
+    def because(self, reason: str) -> None:
+        self.reasons[reason] = self.reasons.get(reason, 0) + 1
+
     def add(self, other: DispatchReport) -> None:
         for name in ("sent", "deferred", "suppressed", "retried", "failed", "receipts", "requeued"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
@@ -234,18 +237,18 @@ def _dispatch_batch(
             if dnc is not None:
                 m.status, m.reason = "suppressed", f"do_not_contact: {dnc}"[:64]
                 report.suppressed += 1
-                report.reasons["do_not_contact"] = report.reasons.get("do_not_contact", 0) + 1
+                report.because("do_not_contact")
                 continue
             if quiet_end is not None:
                 m.status, m.reason, m.not_before = "deferred", "quiet_hours", quiet_end
                 report.deferred += 1
-                report.reasons["quiet_hours"] = report.reasons.get("quiet_hours", 0) + 1
+                report.because("quiet_hours")
                 continue
             later = policy.room_at(m.channel, history[m.customer_id], now)
             if later is not None:
                 m.status, m.reason, m.not_before = "deferred", "frequency_cap", later
                 report.deferred += 1
-                report.reasons["frequency_cap"] = report.reasons.get("frequency_cap", 0) + 1
+                report.because("frequency_cap")
                 continue
             connector = connectors.get(m.channel)
             if connector is None:

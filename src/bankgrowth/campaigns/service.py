@@ -71,10 +71,12 @@ def definition_of(session: Session, campaign: Campaign, version: int | None = No
     return Definition.model_validate(version_of(session, campaign, version).definition)
 
 
-def owner_principal(session: Session, principal: Principal, campaign: Campaign) -> Principal:
-    """``principal`` narrowed to the campaign's owning org: what the campaign may see and spend is
-    the owner's subtree, whoever runs it (HQ launching a branch's campaign reaches only that branch)."""
-    return replace(principal, scope=scope_of(session, campaign.org_id))
+def owner_principal(session: Session, principal: Principal, campaign: Campaign | str) -> Principal:
+    """``principal`` narrowed to the campaign's owning org (or an org id): what the campaign may see
+    and spend is the owner's subtree, whoever runs it (HQ launching a branch's campaign reaches only
+    that branch)."""
+    org_id = campaign if isinstance(campaign, str) else campaign.org_id
+    return replace(principal, scope=scope_of(session, org_id))
 
 
 def check_references(session: Session, *, principal: Principal, definition: Definition) -> None:
@@ -141,7 +143,7 @@ def create(session: Session, *, principal: Principal, data: CampaignCreate) -> C
     org = in_scope_org(session, principal, data.org_id or principal.scope.org_id)
     if session.scalar(select(Campaign.id).where(Campaign.code == data.code)) is not None:
         raise Conflict(f"campaign {data.code} exists", f"营销活动 {data.code} 已存在", code="campaign_exists")
-    check_references(session, principal=replace(principal, scope=scope_of(session, org.id)), definition=data.definition)
+    check_references(session, principal=owner_principal(session, principal, org.id), definition=data.definition)
     campaign = Campaign(
         code=data.code,
         name_zh=data.name_zh,

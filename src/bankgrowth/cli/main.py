@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session
 
 from bankgrowth import __version__
 from bankgrowth.campaigns import flows as campaign_flows
-from bankgrowth.campaigns import service as campaigns_service
 from bankgrowth.cli import audiences as audiences_cli
 from bankgrowth.cli import common, ops, render
 from bankgrowth.cli import rights as rights_cli
@@ -33,7 +32,6 @@ from bankgrowth.insight import store as insight_store
 from bankgrowth.insight.lifecycle import Thresholds
 from bankgrowth.platform import service as platform_service
 from bankgrowth.warehouse import ingest, schema
-from bankgrowth.warehouse.advance import advance
 from bankgrowth.warehouse.docs import data_model_markdown
 from bankgrowth.warehouse.ingest import IngestFileError
 from bankgrowth.warehouse.simulator import SimulationConfig, simulate
@@ -157,20 +155,15 @@ def simulate_advance_cmd(
     treatment's effect is written beside the simulator's other truth."""
     settings = _settings()
     target = out or settings.data_dir / "simulation"
-    with common.store(settings) as engine, Session(engine) as session:
-        principal = platform_service.system_principal(session, source="cli:simulate")
-        codes = [
-            c.code
-            for c in campaigns_service.list_campaigns(session, principal=principal)
-            if c.status in ("running", "finished")
-        ]
-        exposed = campaign_flows.exposures(session, principal=principal, codes=codes)
-    try:
-        result = advance(target, days, exposed, timezone=settings.timezone)
-    except (FileNotFoundError, ValueError) as exc:
-        raise _fail(str(exc)) from None
-    with _warehouse(settings) as con:
-        report = ingest.load_file(con, result.files[0], timezone=settings.timezone)
+    with common.store(settings) as engine, _warehouse(settings) as con:
+        with Session(engine) as session:
+            principal = platform_service.system_principal(session, source="cli:simulate")
+        try:
+            result, report, codes = campaign_flows.advance_simulation(
+                engine, con, principal=principal, simulation_dir=target, days=days, timezone=settings.timezone
+            )
+        except (FileNotFoundError, ValueError) as exc:
+            raise _fail(str(exc)) from None
     render.load_report(console, report, show=5)
     console.print(
         f"simulated {result.start} – {result.end}: {result.transactions:,} transactions; {result.exposed:,} "
