@@ -76,6 +76,19 @@ class Settings(BaseSettings):
     quiet_hours: str = Field(
         default="21:00-08:00", description="No message is sent in this local period; equal ends turn it off."
     )
+    channels: dict[str, str] = Field(
+        default={},
+        description=(
+            "Where each channel's messages go: an http(s):// endpoint (signed POST), file:DIR for the "
+            "outbound-call list, or simulated; JSON in the environment, e.g. "
+            '{"sms": "https://sms.example.bank/send"}. A channel left out is simulated in development '
+            "and refused in production."
+        ),
+    )
+    connector_secret: SecretStr | None = Field(
+        default=None,
+        description="Signs batches to channel endpoints and verifies their receipts (default: secret_key).",
+    )
     api_host: str = Field(default="127.0.0.1", description="Address `bankgrowth serve` listens on.")
     api_port: int = Field(default=8000, ge=1, le=65535, description="Port `bankgrowth serve` listens on.")
 
@@ -140,6 +153,10 @@ class Settings(BaseSettings):
     @property
     def resolved_warehouse_url(self) -> str:
         return self.warehouse_url or f"duckdb:///{(self.data_dir / 'warehouse.duckdb').resolve()}"
+
+    @property
+    def resolved_connector_secret(self) -> bytes:
+        return (self.connector_secret or self.secret_key).get_secret_value().encode()
 
     @property
     def resolved_operational_url(self) -> str:

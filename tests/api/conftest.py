@@ -19,6 +19,9 @@ from sqlalchemy.orm import Session
 from bankgrowth.api.app import create_app
 from bankgrowth.audiences import service as audiences
 from bankgrowth.audiences.schemas import AudienceCreate
+from bankgrowth.campaigns import service as campaigns
+from bankgrowth.campaigns.schemas import Arm, CampaignCreate, Definition
+from bankgrowth.campaigns.schemas import Message as Text
 from bankgrowth.config import Settings
 from bankgrowth.operational import db
 from bankgrowth.platform import service as platform_service
@@ -201,7 +204,8 @@ def seed_rights(world: World) -> None:
 
 
 def seed_audiences(world: World) -> None:
-    """The core segments at HQ; for each of branches A and B an audience of its own with a snapshot."""
+    """The core segments at HQ; for each of branches A and B an audience of its own with a snapshot,
+    and a draft campaign to it."""
     con = wh.connect(world.settings.resolved_warehouse_url)
     try:
         with Session(world.engine, expire_on_commit=False) as s, s.begin():
@@ -216,7 +220,20 @@ def seed_audiences(world: World) -> None:
                     data=AudienceCreate(code=code, name_zh="活跃", name_en="Active", text="txn_count_30d >= 1"),
                 )
                 snap = audiences.snapshot(s, con, principal=owner, code=code)
-                world.rights[label] |= {"code": code, "snapshot_id": snap.id}
+                campaign = f"{label.lower()}.remind"
+                campaigns.create(
+                    s,
+                    principal=owner,
+                    data=CampaignCreate(
+                        code=campaign,
+                        name_zh="提醒",
+                        name_en="Reminder",
+                        definition=Definition(
+                            audience=code, arms=[Arm(name="note", message=Text(zh="您好{surname}", en="Hello"))]
+                        ),
+                    ),
+                )
+                world.rights[label] |= {"code": code, "snapshot_id": snap.id, "campaign_code": campaign}
     finally:
         con.disconnect()
 

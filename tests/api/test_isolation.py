@@ -122,6 +122,33 @@ BODIES: dict[tuple[str, str], dict[str, Any] | None] = {
         "customer_ids": ["0"],
     },
     ("POST", "/payments/v1/callbacks"): {"event_id": "e1", "order_no": "SC0", "kind": "paid", "amount_fen": 99},
+    ("POST", "/api/v1/campaigns"): {
+        "code": "intruder",
+        "name_zh": "x",
+        "name_en": "x",
+        "org_id": "B02",
+        "definition": {"audience": "b.active", "arms": [{"name": "note", "message": {"zh": "x", "en": "x"}}]},
+    },
+    ("POST", "/api/v1/campaign-templates/campaigns"): {
+        "template": "activation",
+        "code": "intruder",
+        "right": "b_wechat5",
+        "pool": "b_budget",
+        "audience": "b.active",
+        "org_id": "B02",
+    },
+    ("POST", "/api/v1/campaigns/{campaign_code}/versions"): {
+        "audience": "b.active",
+        "arms": [{"name": "note", "message": {"zh": "改", "en": "changed"}}],
+    },
+    ("POST", "/api/v1/campaigns/{campaign_code}/submit"): None,
+    ("POST", "/api/v1/campaigns/{campaign_code}/decision"): {"approve": True},
+    ("POST", "/api/v1/campaigns/{campaign_code}/launch"): None,
+    ("POST", "/api/v1/campaigns/{campaign_code}/execute"): None,
+    ("POST", "/api/v1/campaigns/{campaign_code}/finish"): None,
+    ("POST", "/api/v1/customers/{customer_id}/do-not-contact"): {"channel": "*", "reason": "probe"},
+    ("DELETE", "/api/v1/customers/{customer_id}/do-not-contact"): None,
+    ("POST", "/connectors/v1/receipts"): {"receipts": []},
 }
 # Query parameters a route needs to do anything.
 QUERIES: dict[str, dict[str, Any]] = {
@@ -235,14 +262,17 @@ def test_branch_a_cannot_read_or_change_branch_b(world: World, method: str, rout
 
 
 def _branch_b_state(world: World) -> Any:
-    """What branch A must not be able to change: B's users, keys and sessions."""
+    """What branch A must not be able to change: B's users, keys, sessions, pools, wallets, orders,
+    campaigns and do-not-contact entries."""
     b = world.call("GET", "/api/v1/users", "b_admin").json()
     keys = world.call("GET", "/api/v1/api-keys", "b_admin").json()
     me = world.call("GET", "/api/v1/auth/me", "b_operator").status_code
     pools = world.call("GET", "/api/v1/pools", "b_admin").json()
     wallet = world.call("GET", f"/api/v1/customers/{world.customers['B'][0]}/wallet", "b_admin").json()
     order = world.call("GET", f"/api/v1/savings-card-orders/{world.rights['B']['order_no']}", "b_admin").json()
-    return b, keys, me, pools, wallet, order
+    campaign = world.call("GET", f"/api/v1/campaigns/{world.rights['B']['campaign_code']}", "b_admin").json()
+    contact = world.call("GET", f"/api/v1/customers/{world.customers['B'][0]}/do-not-contact", "b_admin").json()
+    return b, keys, me, pools, wallet, order, campaign, contact
 
 
 def test_branch_aggregates_count_only_the_branch(world: World) -> None:

@@ -16,6 +16,7 @@ from bankgrowth.api.deps import api_routes
 from bankgrowth.platform.models import AuditEntry, ConsoleSession
 from tests.api.conftest import MUTATING, PASSWORD, World
 from tests.api.test_audiences_api import AUDIENCE_MUTATIONS
+from tests.api.test_campaigns_api import CAMPAIGN_MUTATIONS
 from tests.api.test_rights_api import RIGHTS_MUTATIONS
 
 
@@ -59,8 +60,9 @@ def test_every_mutating_route_succeeds_once_and_leaves_an_audit_entry(fresh_worl
     w = fresh_world
     planned = success_requests(w)
     routes = {(m, r.path) for r in api_routes(w.client.app) for m in r.methods if m in MUTATING}  # type: ignore[arg-type]
-    # rights and audience routes succeed in their own walks (test_rights_api, test_audiences_api)
-    planned_routes = {(m, p) for m, p, *_ in planned} | RIGHTS_MUTATIONS | AUDIENCE_MUTATIONS
+    # rights, audience and campaign routes succeed in their own walks (test_rights_api, test_audiences_api,
+    # test_campaigns_api)
+    planned_routes = {(m, p) for m, p, *_ in planned} | RIGHTS_MUTATIONS | AUDIENCE_MUTATIONS | CAMPAIGN_MUTATIONS
     assert routes == planned_routes, "add a successful request for each new mutating route"
     objects = {"user_id": w.user_ids["a_operator"], "key_id": w.key_ids["a"]}
     before = w.audit_count()
@@ -188,7 +190,9 @@ def test_health_readiness_and_metrics(world: World) -> None:
 def test_openapi_groups_routes_by_domain_and_documents_auth(world: World) -> None:
     spec = world.call("GET", "/openapi.json").json()
     tags = {t for path in spec["paths"].values() for op in path.values() for t in op["tags"]}
-    assert tags == {"platform", "insight", "rights", "audiences", "channel", "payments", "system"}
+    assert tags == {
+        "platform", "insight", "rights", "audiences", "campaigns", "channel", "payments", "connectors", "system"
+    }  # fmt: skip
     assert set(spec["components"]["securitySchemes"]) == {"HTTPBearer", "APIKeyHeader"}
 
 

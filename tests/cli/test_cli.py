@@ -98,6 +98,55 @@ def test_demo_prints_the_bank_summary(tmp_path: Path) -> None:
     assert "generated" in rerun.stdout and "demo.activation:" in rerun.stdout
 
 
+def test_a_campaign_through_the_command_line(tmp_path: Path) -> None:
+    # given: the demo's bank, audiences, voucher and budget
+    assert run(["demo", "--customers", "1500"], tmp_path).returncode == 0
+    maker, checker = {"LOGNAME": "maker", "USER": "maker"}, {"LOGNAME": "checker", "USER": "checker"}
+    # when: a campaign from the Activation template, through maker-checker to its messages
+    new = run(
+        [
+            "campaigns",
+            "new",
+            "activation",
+            "--code",
+            "cli.act",
+            "--right",
+            "demo.voucher5",
+            "--pool",
+            "demo.activation",
+        ],
+        tmp_path,
+        **maker,
+    )
+    submit = run(["campaigns", "submit", "cli.act"], tmp_path, **maker)
+    own = run(["campaigns", "approve", "cli.act"], tmp_path, **maker)
+    approve = run(["campaigns", "approve", "cli.act", "--comment", "ok"], tmp_path, **checker)
+    launch = run(["campaigns", "launch", "cli.act"], tmp_path, **maker)
+    execute = run(["campaigns", "execute", "cli.act"], tmp_path, **maker)
+    dnc = run(["campaigns", "dnc", "add", "1", "--reason", "complaint"], tmp_path)
+    dnc_list = run(["campaigns", "dnc", "list", "1"], tmp_path)
+    dispatch = run(["campaigns", "dispatch", "--campaign", "cli.act", "--at", "2099-01-05T10:00+08:00"], tmp_path)
+    show = run(["campaigns", "show", "cli.act"], tmp_path)
+    listing = run(["campaigns", "list", "--status", "running"], tmp_path)
+    results = run(["campaigns", "results", "demo.activation"], tmp_path)
+    removed = run(["campaigns", "dnc", "remove", "1"], tmp_path)
+    again = run(["campaigns", "dnc", "remove", "1"], tmp_path)
+    # then
+    assert new.returncode == 0 and "draft" in new.stdout, new.stderr
+    assert submit.returncode == 0 and "pending_approval" in submit.stdout
+    assert own.returncode == 1 and "maker" in own.stderr and "Traceback" not in own.stderr
+    assert approve.returncode == 0 and "approved" in approve.stdout, approve.stderr
+    assert launch.returncode == 0 and "held out as control" in launch.stdout, launch.stderr
+    assert execute.returncode == 0 and "treated" in execute.stdout and "rights granted" in execute.stdout
+    assert dnc.returncode == 0 and "complaint" in dnc_list.stdout
+    assert dispatch.returncode == 0 and "sent (" in dispatch.stdout, dispatch.stderr
+    assert "approved by system:checker" in show.stdout, show.stdout
+    assert "outbox: delivered" in show.stdout  # the simulated channel's receipts came back
+    assert "cli.act" in listing.stdout and "demo.activation" in listing.stdout
+    assert results.returncode == 0 and "lift vs control" in results.stdout and "true" in results.stdout
+    assert removed.returncode == 0 and again.returncode == 1 and "no do-not-contact entry" in again.stderr
+
+
 def test_insight_commands(tmp_path: Path) -> None:
     # given: a loaded bank with two daily versions
     assert run(["simulate", "--customers", "600", "--out", str(tmp_path / "simulation")], tmp_path).returncode == 0

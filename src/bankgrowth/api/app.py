@@ -17,6 +17,7 @@ from bankgrowth import __version__
 from bankgrowth.api import observability
 from bankgrowth.api.deps import allow
 from bankgrowth.audiences import views as audience_views
+from bankgrowth.campaigns import views as campaign_views
 from bankgrowth.config import Settings
 from bankgrowth.errors import BankgrowthError, NotFound, Unavailable
 from bankgrowth.insight import views as insight_views
@@ -37,7 +38,13 @@ API_TAGS = [
         "name": "audiences",
         "description": "客群圈选：规则、人数、快照、重叠与名单 · Audiences: rules, counts, snapshots, lists.",
     },
+    {
+        "name": "campaigns",
+        "description": "营销活动：定义、审批、启动、执行、效果评估、免打扰 · "
+        "Campaigns: define, approve, launch, execute, measure; do-not-contact.",
+    },
     {"name": "channel", "description": "渠道应用接口（X-API-Key）· Endpoints for channel applications."},
+    {"name": "connectors", "description": "触达渠道回执（签名校验）· Signed delivery receipts from channel providers."},
     {"name": "payments", "description": "支付机构回调（签名校验）· Signed callbacks from the payment provider."},
     {"name": "system", "description": "健康、就绪与指标 · Health, readiness, metrics."},
 ]
@@ -133,10 +140,12 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         insight_views.router,
         rights_views.router,
         audience_views.router,
+        campaign_views.router,
         insight_views.channel_router,
         audience_views.channel_router,
         rights_views.channel_router,
         rights_views.payments_router,
+        campaign_views.connectors_router,
     ):
         app.include_router(router)
     return app

@@ -18,13 +18,15 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal, Protocol
 
 import httpx
+
+from bankgrowth.errors import Invalid
 
 
 @dataclass(frozen=True)
@@ -209,3 +211,51 @@ SIMULATED_OPEN_RATES = {
 
 def simulated_connectors() -> dict[str, Connector]:
     return {c: SimulatedConnector(c, open_rate=r) for c, r in SIMULATED_OPEN_RATES.items()}
+
+
+def configured(
+    targets: Mapping[str, str], *, secret: bytes, data_dir: Path, allow_simulated: bool = True
+) -> dict[str, Connector]:
+    """One connector per channel from the ``channels`` setting: an ``http(s)://`` endpoint, ``file:DIR``
+    (the outbound-call list) or ``simulated``; a channel left out is simulated — in development.
+    ``allow_simulated=False`` (production) refuses every simulated channel, so a missing endpoint
+    is a clear error at the start of a dispatch, not messages that seem sent."""
+    out: dict[str, Connector] = {}
+    unknown = sorted(set(targets) - set(SIMULATED_OPEN_RATES))
+    if unknown:
+        raise Invalid(
+            f"channels: unknown channel(s) {unknown}; expected some of {sorted(SIMULATED_OPEN_RATES)}",
+            f"渠道配置中有未知渠道 {unknown}",
+            code="unknown_channel",
+        )
+    simulated = []
+    for channel, rate in SIMULATED_OPEN_RATES.items():
+        target = targets.get(channel, "simulated").strip()
+        if target.startswith(("http://", "https://")):
+            out[channel] = HttpConnector(channel, target, secret)
+        elif target.startswith("file:"):
+            if channel != "outbound_call":
+                raise Invalid(
+                    f"channels.{channel}: file: is for the outbound-call list only; found {target!r}",
+                    f"渠道 {channel} 不能配置为文件，只有外呼名单可以",
+                    code="bad_channel_target",
+                )
+            folder = Path(target.removeprefix("file:"))
+            out[channel] = OutboundCallFile(folder if folder.is_absolute() else data_dir / folder)
+        elif target == "simulated":
+            out[channel] = SimulatedConnector(channel, open_rate=rate)
+            simulated.append(channel)
+        else:
+            raise Invalid(
+                f"channels.{channel}: expected an http(s):// URL, file:DIR or simulated; found {target!r}",
+                f"渠道 {channel} 的配置应为 http(s):// 地址、file:目录 或 simulated，实际为 {target!r}",
+                code="bad_channel_target",
+            )
+    if simulated and not allow_simulated:
+        raise Invalid(
+            f"channels {simulated} have no endpoint: set BANKGROWTH_CHANNELS, e.g. "
+            '{"sms": "https://sms.example.bank/send"}; production never simulates a channel',
+            f"渠道 {simulated} 未配置发送地址（BANKGROWTH_CHANNELS）；生产环境不使用模拟渠道",
+            code="channel_not_configured",
+        )
+    return out

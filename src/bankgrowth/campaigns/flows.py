@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -23,18 +23,21 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from bankgrowth.audiences import service as audiences
-from bankgrowth.campaigns import service, store
+from bankgrowth.campaigns import reach, service, store
 from bankgrowth.campaigns.assignment import CONTROL, assign
-from bankgrowth.campaigns.models import Campaign, Execution, Message
+from bankgrowth.campaigns.models import Campaign, DoNotContact, Execution, Message
 from bankgrowth.campaigns.schemas import Arm, Definition, Status
-from bankgrowth.errors import Conflict
+from bankgrowth.errors import Conflict, NotFound
+from bankgrowth.operational import bulk
 from bankgrowth.operational.base import utcnow
 from bankgrowth.platform import audit
 from bankgrowth.platform.access import Permission, Principal
 from bankgrowth.platform.models import Org
-from bankgrowth.rights import counters, ledger
+from bankgrowth.platform.service import system_principal
+from bankgrowth.rights import ledger
 from bankgrowth.rights import service as rights_service
 from bankgrowth.rights.counters import Cap
+from bankgrowth.rights.flows import require_customer
 from bankgrowth.rights.ledger import GrantRequest, Source
 from bankgrowth.rights.models import Holding, Pool, Right
 from bankgrowth.warehouse import ingest
@@ -196,12 +199,7 @@ def execute(
     with Session(engine, expire_on_commit=False) as session:
         principal.require(Permission.WRITE)
         campaign = service.get_or_raise(session, principal=principal, code=code)
-        if campaign.status not in (Status.RUNNING, Status.FINISHED):
-            raise Conflict(
-                f"campaign {code} is {campaign.status}: launch it first",
-                f"营销活动 {code} 当前状态为 {campaign.status}，请先启动",
-                code="bad_status",
-            )
+        service.require_executable(campaign)
         execution = session.scalar(select(Execution).where(Execution.campaign_id == campaign.id))
         assert execution is not None  # written by the launch in the same transaction
         definition = service.definition_of(session, campaign)
@@ -274,7 +272,15 @@ def _treat(
     branches: dict[str, str],
     at: datetime,
 ) -> None:
-    """One batch, in the caller's transaction: grants, messages, and the execution's counters."""
+    """One batch, in the caller's transaction: grants, messages, and the execution's counters.
+    The execution's row is locked first and the customers up to its cursor are left out, so two
+    executors of one campaign (two API calls, a CLI run beside one) take turns and neither counts
+    a customer the other treated."""
+    cursor = session.scalar(select(Execution.cursor).where(Execution.id == execution_id).with_for_update())
+    if cursor is not None:
+        chunk = [r for r in chunk if r["customer_id"] > cursor]
+    if not chunk:
+        return
     granted = refused = 0
     messages: list[dict[str, Any]] = []
     source = Source("campaign", campaign.code)
@@ -334,12 +340,9 @@ def _treat(
                     "created_at": utcnow(),
                 }
             )
-    inserted = suppressed = 0
-    if messages:
-        stmt = counters.dialect_insert(session)(Message).on_conflict_do_nothing(index_elements=["key"])
-        statuses = list(session.execute(stmt.returning(Message.status), messages).scalars())
-        inserted = len(statuses)
-        suppressed = sum(1 for s in statuses if s == "suppressed")
+    statuses = [s for (s,) in bulk.insert_rows(session, Message, messages, conflict=["key"], returning=["status"])]
+    inserted = len(statuses)
+    suppressed = sum(1 for s in statuses if s == "suppressed")
     session.execute(
         update(Execution)
         .where(Execution.id == execution_id)
@@ -444,3 +447,62 @@ def advance_simulation(
     result = advance(simulation_dir, days, exposed, timezone=timezone)
     report = ingest.load_file(con, result.files[0], timezone=timezone, progress=progress)
     return result, report, list(codes)
+
+
+# --- do-not-contact, for a customer in the caller's scope ----------------------------------------
+
+
+def do_not_contact(session: Session, con: BaseBackend, *, principal: Principal, customer_id: str) -> list[DoNotContact]:
+    """A customer's do-not-contact entries; the customer must be in the caller's scope."""
+    principal.require(Permission.READ)
+    require_customer(con, customer_id, principal.scope)
+    return list(
+        session.scalars(
+            select(DoNotContact).where(DoNotContact.customer_id == customer_id).order_by(DoNotContact.channel)
+        )
+    )
+
+
+def add_do_not_contact(
+    session: Session, con: BaseBackend, *, principal: Principal, customer_id: str, channel: str, reason: str
+) -> DoNotContact:
+    principal.require(Permission.WRITE)
+    require_customer(con, customer_id, principal.scope)
+    return reach.add_do_not_contact(
+        session, principal=principal, customer_id=customer_id, channel=channel, reason=reason
+    )
+
+
+def remove_do_not_contact(
+    session: Session, con: BaseBackend, *, principal: Principal, customer_id: str, channel: str
+) -> None:
+    principal.require(Permission.WRITE)
+    require_customer(con, customer_id, principal.scope)
+    if not reach.remove_do_not_contact(session, principal=principal, customer_id=customer_id, channel=channel):
+        raise NotFound(
+            f"customer {customer_id} has no do-not-contact entry for channel {channel}",
+            f"客户 {customer_id} 在渠道 {channel} 上没有免打扰登记",
+            code="no_do_not_contact",
+        )
+
+
+# --- receipts pushed by channel providers --------------------------------------------------------
+
+
+def receipts_callback(
+    session: Session, *, body: bytes, signature: str, secret: bytes, source: str, request_id: str | None
+) -> reach.ReceiptsOutcome:
+    """A provider's signed batch of receipts; public, so the signature is its only credential. One
+    audit entry per batch, under the name ``connector``, says how many receipts it carried."""
+    outcome = reach.receive_receipts(session, body=body, signature=signature, secret=secret)
+    caller = replace(system_principal(session, source=source), name="connector", request_id=request_id)
+    audit.record(
+        session,
+        principal=caller,
+        action="reach.receipts",
+        object_type="receipts",
+        object_id=str(outcome.received),
+        org_id=caller.scope.org_id,
+        after={"received": outcome.received, "matched": outcome.matched, "invalid": len(outcome.invalid)},
+    )
+    return outcome

@@ -20,19 +20,22 @@ providers dedupe on the message key. Transient failures are retried with backoff
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from bankgrowth.campaigns.connectors import Connector, Outgoing, Receipt
+from bankgrowth.campaigns.connectors import Connector, Outgoing, Receipt, verify
 from bankgrowth.campaigns.models import Campaign, CampaignVersion, ContactGuard, DoNotContact, Message
-from bankgrowth.errors import Invalid
+from bankgrowth.campaigns.schemas import Channel
+from bankgrowth.errors import Forbidden, Invalid
 from bankgrowth.platform import audit
 from bankgrowth.platform.access import Permission, Principal
 from bankgrowth.rights import counters
@@ -46,6 +49,7 @@ WINDOWS = {"day": timedelta(days=1), "week": timedelta(days=7), "month": timedel
 ALL = "*"
 DUE = ("queued", "deferred")
 STALE = timedelta(minutes=10)
+CHANNELS = frozenset(str(c) for c in Channel)
 
 
 @dataclass(frozen=True)
@@ -335,6 +339,74 @@ def record_receipts(session: Session, receipts: Sequence[Receipt]) -> int:
     return matched
 
 
+MAX_RECEIPTS = 10_000
+
+
+class _ReceiptIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ref: str = Field(min_length=1, max_length=128)
+    status: Literal["delivered", "failed", "opened"]
+    at: AwareDatetime
+
+
+@dataclass(frozen=True)
+class ReceiptsOutcome:
+    received: int
+    matched: int  # receipts that named a message we sent
+    unknown: list[str]  # provider references of no message of ours
+    invalid: list[dict[str, Any]]  # the receipts refused: index, field, expected, found
+
+
+def receive_receipts(session: Session, *, body: bytes, signature: str, secret: bytes) -> ReceiptsOutcome:
+    """A channel provider's signed batch of receipts, ``{"receipts": [{"ref", "status", "at"}]}``.
+    The signature is checked before the body is read; each valid receipt is applied, each invalid
+    one is reported with what was wrong, and the valid ones still go through."""
+    if not verify(secret, body, signature):
+        raise Forbidden(
+            "the X-Signature header does not verify against the body",
+            "X-Signature 签名校验失败",
+            code="bad_signature",
+        )
+    try:
+        payload = json.loads(body)
+        items = payload["receipts"]
+        if not isinstance(items, list):
+            raise TypeError
+    except (ValueError, KeyError, TypeError):
+        raise Invalid(
+            'expected a JSON object {"receipts": [{"ref", "status", "at"}, ...]}',
+            '回执格式应为 {"receipts": [...]} 的 JSON 对象',
+            code="bad_receipts",
+        ) from None
+    if len(items) > MAX_RECEIPTS:
+        raise Invalid(
+            f"at most {MAX_RECEIPTS} receipts per call; found {len(items)}",
+            f"每次最多 {MAX_RECEIPTS} 条回执，实际 {len(items)} 条",
+            code="too_many_receipts",
+        )
+    good: list[Receipt] = []
+    invalid: list[dict[str, Any]] = []
+    for i, item in enumerate(items):
+        try:
+            r = _ReceiptIn.model_validate(item)
+        except ValidationError as exc:
+            e = exc.errors()[0]
+            invalid.append(
+                {
+                    "index": i,
+                    "field": ".".join(str(x) for x in e["loc"]) or "(receipt)",
+                    "expected": e["msg"],
+                    "found": repr(e.get("input"))[:80],
+                }
+            )
+            continue
+        good.append(Receipt(r.ref, r.status, r.at))
+    refs = {r.provider_ref for r in good}
+    known = set(session.scalars(select(Message.provider_ref).where(Message.provider_ref.in_(refs)))) if refs else set()
+    matched = record_receipts(session, [r for r in good if r.provider_ref in known])
+    return ReceiptsOutcome(len(items), matched, sorted(refs - known)[:1000], invalid[:1000])
+
+
 # --- do-not-contact -----------------------------------------------------------------------------
 
 
@@ -342,6 +414,12 @@ def add_do_not_contact(
     session: Session, *, principal: Principal, customer_id: str, channel: str = ALL, reason: str
 ) -> DoNotContact:
     principal.require(Permission.WRITE)
+    if channel != ALL and channel not in CHANNELS:
+        raise Invalid(
+            f"channel: expected * or one of {sorted(CHANNELS)}; found {channel!r}",
+            f"渠道应为 * 或 {sorted(CHANNELS)} 之一，实际为 {channel!r}",
+            code="unknown_channel",
+        )
     if not reason.strip():
         raise Invalid("a do-not-contact entry needs a reason", "免打扰登记需要填写原因", code="reason_required")
     found = session.scalar(

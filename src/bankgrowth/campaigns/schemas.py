@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import string
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Literal, Self
 
@@ -205,3 +206,126 @@ class CampaignRead(Model):
 
 class CampaignDetail(CampaignRead):
     definition: dict[str, Any]
+
+
+class FromTemplate(Model):
+    """A campaign made from a 3A3R template (``GET /campaign-templates`` lists them)."""
+
+    template: Literal["acquisition", "activation", "retention", "revenue", "referral"]
+    code: str = Field(pattern=CODE)
+    right: str | None = Field(default=None, pattern=CODE, description="The right to grant (all but revenue).")
+    offer: str | None = Field(default=None, pattern=CODE, description="The savings-card product (revenue).")
+    pool: str | None = Field(default=None, pattern=CODE)
+    audience: str | None = Field(default=None, pattern=CODE, description="Default: the template's core segment.")
+    control_share: float = Field(default=0.1, ge=0.0, le=0.5)
+    org_id: str | None = None
+
+
+class TemplateRead(Model):
+    name: str
+    stage: str
+    name_zh: str
+    name_en: str
+    audience: str
+    needs: Literal["right", "offer"]
+    channel: str
+    goal: Goal
+    message: Message
+
+
+class ExecutionRead(Model):
+    campaign: str
+    status: str  # running, done
+    planned: int
+    control: int
+    treated: int
+    granted: int
+    refused: int
+    messages: int
+    suppressed: int
+    started_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+    messages_by_status: dict[str, int] = Field(default_factory=dict)
+
+
+class DoNotContactCreate(Model):
+    channel: Channel | Literal["*"] = Field(default="*", description="One channel, or * for every channel.")
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class DoNotContactRead(Model):
+    customer_id: str
+    channel: str
+    reason: str
+    created_by: str
+    created_at: datetime
+
+
+class ReceiptsRead(Model):
+    received: int
+    matched: int
+    unknown: list[str]
+    invalid: list[dict[str, Any]]
+
+
+# --- results: numbers that may be undefined (no variance, no control) are null ------------------
+
+
+class LiftRead(Model):
+    treatment_mean: float | None
+    control_mean: float | None
+    diff: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    relative: float | None
+    relative_low: float | None
+    relative_high: float | None
+    n_treatment: int
+    n_control: int
+
+
+class SampleRatioRead(Model):
+    observed_treatment: int
+    observed_control: int
+    expected_treatment_share: float
+    chi2: float | None
+    p_value: float | None
+    mismatch: bool
+
+
+class CellRead(Model):
+    value: str
+    n_treatment: int
+    n_control: int
+    lift: LiftRead | None
+
+
+class ArmResultRead(Model):
+    arm: str
+    n: int
+    lifts: dict[str, LiftRead] = Field(description="conversion (share), transactions (per customer), amount (fen).")
+    goal_cuped: LiftRead
+    theta: float | None
+    srm: SampleRatioRead
+    incremental_conversions: float | None
+    incremental_transactions: float | None
+    incremental_amount_yuan: Decimal
+    granted_cost_yuan: Decimal
+    redeemed_cost_yuan: Decimal
+    roi: float | None = Field(description="Incremental amount per yuan of rights granted.")
+    by_stage: list[CellRead]
+    by_institution: list[CellRead]
+
+
+class ResultsRead(Model):
+    campaign: str
+    goal: Goal
+    window_start: datetime
+    window_end: datetime
+    data_until: datetime | None
+    complete: bool = Field(description="The warehouse's data covers the whole goal window.")
+    control: int
+    arms: list[ArmResultRead]
+    messages: dict[str, int]

@@ -12,15 +12,15 @@ creator, the author of the version being approved, or the one who submitted it.
 from __future__ import annotations
 
 import secrets
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bankgrowth.audiences import service as audiences
-from bankgrowth.campaigns.models import Campaign, CampaignVersion
+from bankgrowth.campaigns.models import Campaign, CampaignVersion, Execution, Message
 from bankgrowth.campaigns.schemas import CampaignCreate, Decision, Definition, Status
 from bankgrowth.errors import Conflict, Forbidden, Invalid, NotFound
 from bankgrowth.operational.base import utcnow
@@ -272,3 +272,48 @@ def finish(session: Session, *, principal: Principal, code: str) -> Campaign:
         after={"status": campaign.status},
     )
     return campaign
+
+
+@dataclass(frozen=True)
+class Progress:
+    campaign: Campaign
+    execution: Execution | None  # None until the campaign is launched
+    messages: dict[str, int]  # the outbox by status
+
+
+def progress(session: Session, *, principal: Principal, code: str) -> Progress:
+    """How far a campaign's execution and its messages got."""
+    campaign = get_or_raise(session, principal=principal, code=code)
+    execution = session.scalar(select(Execution).where(Execution.campaign_id == campaign.id))
+    counts = session.execute(
+        select(Message.status, func.count()).where(Message.campaign_id == campaign.id).group_by(Message.status)
+    )
+    return Progress(campaign, execution, {status: int(n) for status, n in counts})
+
+
+def require_executable(campaign: Campaign) -> None:
+    """A campaign executes once launched (and may finish executing after it is finished)."""
+    if campaign.status not in (Status.RUNNING, Status.FINISHED):
+        raise Conflict(
+            f"campaign {campaign.code} is {campaign.status}: launch it first",
+            f"营销活动 {campaign.code} 当前状态为 {campaign.status}，请先启动",
+            code="bad_status",
+        )
+
+
+def request_execution(session: Session, *, principal: Principal, code: str) -> Progress:
+    """Record that ``principal`` asked for the campaign's execution (the API runs it in the
+    background); refused unless the campaign is launched."""
+    principal.require(Permission.WRITE)
+    found = progress(session, principal=principal, code=code)
+    require_executable(found.campaign)
+    audit.record(
+        session,
+        principal=principal,
+        action="campaigns.execute",
+        object_type="campaign",
+        object_id=code,
+        org_id=found.campaign.org_id,
+        after={"treated_before": found.execution.treated if found.execution else 0},
+    )
+    return found

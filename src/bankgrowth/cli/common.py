@@ -11,6 +11,7 @@ import typer
 from ibis.backends import BaseBackend
 from pydantic import ValidationError
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
@@ -38,6 +39,18 @@ KNOWN_ERRORS = (
     LookupError,
     PermissionError,
 )
+
+
+def progress_bar() -> Progress:
+    """A bar on the terminal for long work; nothing in logs and pipes."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=not err_console.is_terminal,  # bars are for people, not for logs
+    )
 
 
 def fail(message: str) -> typer.Exit:

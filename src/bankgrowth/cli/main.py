@@ -11,7 +11,6 @@ import typer
 from rich.progress import (
     BarColumn,
     DownloadColumn,
-    MofNCompleteColumn,
     Progress,
     TaskID,
     TextColumn,
@@ -22,6 +21,7 @@ from sqlalchemy.orm import Session
 from bankgrowth import __version__
 from bankgrowth.campaigns import flows as campaign_flows
 from bankgrowth.cli import audiences as audiences_cli
+from bankgrowth.cli import campaigns as campaigns_cli
 from bankgrowth.cli import common, ops, render
 from bankgrowth.cli import rights as rights_cli
 from bankgrowth.demo import DemoHooks, run_demo
@@ -55,6 +55,7 @@ app.add_typer(ops.orgs_app, name="orgs")
 app.add_typer(ops.keys_app, name="keys")
 app.add_typer(rights_cli.rights_app, name="rights")
 app.add_typer(audiences_cli.audiences_app, name="audiences")
+app.add_typer(campaigns_cli.campaigns_app, name="campaigns")
 app.command("audit")(ops.audit_cmd)
 app.command("serve")(ops.serve_cmd)
 console = common.console
@@ -65,15 +66,7 @@ _warehouse = common.warehouse
 KNOWN_ERRORS = common.KNOWN_ERRORS
 
 
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        disable=not err_console.is_terminal,  # bars are for people, not for logs
-    )
+_progress = common.progress_bar
 
 
 def _bytes_progress() -> Progress:

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import case, delete, func, insert, select, update
+from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from bankgrowth.errors import Conflict, Invalid, NotFound
+from bankgrowth.operational import bulk
 from bankgrowth.operational.base import utcnow
 from bankgrowth.rights import counters
 from bankgrowth.rights.counters import Cap
@@ -183,8 +184,8 @@ def grant_many(
     ]
     claimed: dict[str, int] = {}
     if rows:
-        stmt = counters.dialect_insert(session)(Holding).on_conflict_do_nothing(index_elements=["grant_key"])
-        claimed = {key: hid for key, hid in session.execute(stmt.returning(Holding.grant_key, Holding.id), rows)}
+        inserted = bulk.insert_rows(session, Holding, rows, conflict=["grant_key"], returning=["grant_key", "id"])
+        claimed = {key: hid for key, hid in inserted}
     lost = [i for i in todo if requests[i].key not in claimed]
     if lost:  # granted meanwhile by a concurrent retry of the same key
         existing = _existing(session, [requests[i].key for i in lost])
@@ -288,8 +289,7 @@ def grant_many(
                 "reason": reason,
             }
         )
-    if entries:
-        session.execute(insert(LedgerEntry), entries)
+    bulk.insert_rows(session, LedgerEntry, entries)
     session.flush()
     out = []
     for i, r in enumerate(requests):

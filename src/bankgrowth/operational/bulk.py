@@ -1,0 +1,79 @@
+"""Inserting many rows in one statement, on both operational backends.
+
+On PostgreSQL the rows travel as one array per column and the server unnests them:
+``INSERT INTO t (a, b) SELECT * FROM unnest(%(a)s::type[], %(b)s::type[]) [ON CONFLICT (k) DO
+NOTHING] [RETURNING …]``. The statement text is the same for every batch, so neither the driver
+nor the server parses a thousand-row VALUES list again and again — for a campaign's batches this
+is several times faster than a multi-row VALUES insert. Elsewhere (SQLite) it is SQLAlchemy's own
+multi-row insert. Values pass through each column's type first (aware datetimes to UTC, JSON to
+text), exactly as an ORM insert would bind them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+from sqlalchemy import JSON, Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from bankgrowth.operational.base import Base
+
+
+def insert_rows(
+    session: Session,
+    model: type[Base],
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    conflict: Sequence[str] = (),
+    returning: Sequence[str] = (),
+) -> list[tuple[Any, ...]]:
+    """Insert ``rows`` (all with the same keys) into ``model``'s table in the caller's transaction; with
+    ``conflict``, a row whose key exists is skipped. Returns the ``returning`` columns of the rows
+    inserted (in no particular order)."""
+    if not rows:
+        return []
+    table = cast("Table", model.__table__)
+    dialect = session.get_bind().dialect
+    if dialect.name != "postgresql":
+        stmt: Any = sqlite.insert(table) if dialect.name == "sqlite" else postgresql.insert(table)
+        if conflict:
+            stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict))
+        if returning:
+            return [tuple(r) for r in session.execute(stmt.returning(*(table.c[c] for c in returning)), rows)]
+        session.execute(stmt, rows)
+        return []
+    session.flush()  # the statement goes past the ORM: what the ORM holds must be written first
+    names = list(rows[0])
+    arrays: dict[str, list[Any]] = {}
+    casts = []
+    for i, name in enumerate(names):
+        column = table.c[name]
+        values = [r[name] for r in rows]
+        if isinstance(column.type, JSON):
+            values = [None if v is None else json.dumps(v, ensure_ascii=False) for v in values]
+            sql_type = "json"
+        else:
+            process = column.type.bind_processor(dialect)
+            if process is not None:
+                values = [process(v) for v in values]
+            sql_type = column.type.compile(dialect=dialect)
+        arrays[f"p{i}"] = values
+        casts.append(f"%(p{i})s::{sql_type}[]")
+    quoted = [dialect.identifier_preparer.quote(n) for n in names]
+    sql = (
+        f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({', '.join(quoted)}) "
+        f"SELECT * FROM unnest({', '.join(casts)})"
+    )
+    if conflict:
+        sql += f" ON CONFLICT ({', '.join(dialect.identifier_preparer.quote(c) for c in conflict)}) DO NOTHING"
+    if returning:
+        sql += f" RETURNING {', '.join(dialect.identifier_preparer.quote(c) for c in returning)}"
+    driver = session.connection().connection.driver_connection
+    with driver.cursor(binary=True) as cursor:  # type: ignore[union-attr]
+        cursor.execute(sql, arrays)
+        found = cursor.fetchall() if returning else []
+    processors = [table.c[c].type.result_processor(dialect, None) for c in returning]
+    return [tuple(p(v) if p is not None else v for p, v in zip(processors, row, strict=True)) for row in found]
