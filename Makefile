@@ -17,7 +17,7 @@ test:
 bench:
 	@UV="$$(scripts/bootstrap.sh | tail -n 1)" && "$$UV" run --locked python -m benchmarks.run && \
 	  "$$UV" run --locked python -m benchmarks.insight && "$$UV" run --locked python -m benchmarks.rights && \
-	  "$$UV" run --locked python -m benchmarks.audiences
+	  "$$UV" run --locked python -m benchmarks.audiences && "$$UV" run --locked python -m benchmarks.campaigns
 
 lint:
 	@UV="$$(scripts/bootstrap.sh | tail -n 1)" && "$$UV" run --locked ruff check . && \

@@ -1,7 +1,7 @@
 """Executing a campaign for a 1M-customer audience on PostgreSQL, against a bulk COPY of the same
 rows into the same PostgreSQL in the same run.
 
-    python -m benchmarks.campaigns [--warehouse PATH] [--customers 1000000] [--batch 2000]
+    python -m benchmarks.campaigns [--warehouse PATH] [--customers 1000000] [--batch 2000] [--workers 2]
 
 Set-up, not timed: a copy of the warehouse ``python -m benchmarks.run`` loads (2M customers; the
 nightly insight is run once on the copy if it holds no tag version), a fresh PostgreSQL server
@@ -14,7 +14,7 @@ Timed:
 - ``launch``: the audience snapshot and the assignment of every member (DuckDB);
 - ``execute``: ``campaigns.flows.execute`` as ``bankgrowth campaigns execute`` runs it — for every
   treated customer a grant through the ledger (key claim, budget, holding, ledger entry) and a
-  queued or suppressed message, ``--batch`` customers per transaction;
+  queued or suppressed message, ``--batch`` customers per transaction, ``--workers`` executors;
 - ``baseline``: the rows the execution wrote (holdings, ledger entries, messages), read back and
   bulk-loaded with ``COPY`` into empty tables of the same definition (``LIKE … INCLUDING ALL``:
   the same indexes and constraints) in one transaction — the fastest way PostgreSQL has to take
@@ -66,7 +66,7 @@ def _copy_baseline(url: str) -> tuple[float, dict[str, int]]:
     return seconds, rows
 
 
-def run(warehouse: Path, customers: int, batch: int) -> dict[str, Any]:
+def run(warehouse: Path, customers: int, batch: int, workers: int) -> dict[str, Any]:
     from sqlalchemy import func, select
     from sqlalchemy.orm import Session
 
@@ -141,7 +141,7 @@ def run(warehouse: Path, customers: int, batch: int) -> dict[str, Any]:
             started = time.perf_counter()
             flows.launch(s, con, principal=maker, code="bench", at=launch_at)
             launch_s = time.perf_counter() - started
-        report = flows.execute(engine, con, principal=maker, code="bench", at=launch_at, batch=batch)
+        report = flows.execute(engine, con, principal=maker, code="bench", at=launch_at, batch=batch, workers=workers)
         with Session(engine) as s:
             holders = s.execute(select(Holding.customer_id, func.count()).group_by(Holding.customer_id)).all()
             messaged = s.execute(select(Message.customer_id, func.count()).group_by(Message.customer_id)).all()
@@ -161,6 +161,7 @@ def run(warehouse: Path, customers: int, batch: int) -> dict[str, Any]:
         "control": report.control,
         "treated": treated,
         "batch": batch,
+        "workers": workers,
         "seconds": {"launch": round(launch_s, 1), "execute": round(report.seconds, 1), "baseline": round(copy_s, 1)},
         "customers_per_second": round(treated / report.seconds),
         "ratio_execute_vs_copy": round(report.seconds / copy_s, 2),
@@ -179,9 +180,10 @@ def main() -> None:
     parser.add_argument("--warehouse", type=Path, default=Path("/tmp/bankgrowth-bench/validated.duckdb"))
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=2, help="Executor threads (each its own connection).")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/campaigns.json"))
     args = parser.parse_args()
-    result = run(args.warehouse, args.customers, args.batch)
+    result = run(args.warehouse, args.customers, args.batch, args.workers)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -78,6 +78,7 @@ class DemoResult:
     campaigns: list[CampaignRun] = field(default_factory=list)
     reach: DispatchReport | None = None
     advance: AdvanceResult | None = None
+    redeemed: int = 0  # campaign vouchers the advanced transactions used
     summary_after: BankSummary | None = None
     lifecycle_after: list[insight_service.StageCount] = field(default_factory=list)
 
@@ -118,7 +119,7 @@ def run_demo(
     result = DemoResult(simulation_dir=out, simulated=not same)
     for path in ingest.expand_paths([out / "bank"]):
         result.loads.append(ingest.load_file(con, path, timezone=settings.timezone, progress=hooks.load_progress(path)))
-    result.summary = bank_summary(con, timezone=settings.timezone)
+    result.summary = bank_summary(con, timezone=settings.timezone, super_user_txns=settings.super_user_txns)
     with db.open_store(settings.resolved_operational_url) as engine:  # users, audit, later campaigns
         result.store_revision = db.upgrade(engine)
         with Session(engine, expire_on_commit=False) as session, session.begin():
@@ -249,7 +250,7 @@ def _campaigns(con: BaseBackend, settings: Settings, result: DemoResult, hooks: 
             reach.add(dispatch(engine, connectors, policy, now=launch + timedelta(days=day)))
         result.reach = reach
         hooks.step("the bank lives 14 more days")
-        result.advance, load, _ = campaign_flows.advance_simulation(
+        advanced = campaign_flows.advance_simulation(
             engine,
             con,
             principal=maker,
@@ -259,10 +260,11 @@ def _campaigns(con: BaseBackend, settings: Settings, result: DemoResult, hooks: 
             timezone=settings.timezone,
             progress=hooks.load_progress(result.simulation_dir / "bank" / "transactions_advance"),
         )
-        result.loads.append(load)
+        result.advance, result.redeemed = advanced.advance, advanced.redeemed
+        result.loads.append(advanced.load)
         hooks.step("measuring")
         insight_service.run(con, settings)
-        result.summary_after = bank_summary(con, timezone=settings.timezone)
+        result.summary_after = bank_summary(con, timezone=settings.timezone, super_user_txns=settings.super_user_txns)
         result.lifecycle_after = insight_service.lifecycle_distribution(con)
         with Session(engine) as session:
             for run in result.campaigns:

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from datetime import time as time_of_day
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -29,7 +30,7 @@ from bankgrowth.campaigns import flows, service, templates
 from bankgrowth.campaigns import store as campaign_store
 from bankgrowth.campaigns.assignment import CONTROL, assign
 from bankgrowth.campaigns.connectors import HttpConnector, Outgoing, SimulatedConnector, verify
-from bankgrowth.campaigns.models import Execution, Message
+from bankgrowth.campaigns.models import Execution, ExecutionBatch, Message
 from bankgrowth.campaigns.reach import ContactPolicy, add_do_not_contact, dispatch
 from bankgrowth.campaigns.schemas import Decision, Definition
 from bankgrowth.errors import Forbidden, Invalid
@@ -40,11 +41,9 @@ from bankgrowth.platform import service as platform_service
 from bankgrowth.platform.access import Permission, Role, permissions_of
 from bankgrowth.rights import ledger
 from bankgrowth.rights import service as rights_service
-from bankgrowth.rights.models import Holding
+from bankgrowth.rights.models import Holding, LedgerEntry
 from bankgrowth.rights.schemas import PoolCreate, RightCreate, RightKind
 from bankgrowth.warehouse import engine as wh
-from bankgrowth.warehouse import ingest
-from bankgrowth.warehouse.advance import advance
 from bankgrowth.warehouse.simulator import SimulationResult
 from tests.rights.conftest import postgres  # noqa: F401  (the session's PostgreSQL server)
 
@@ -139,7 +138,8 @@ def _treated_once(w: World, code: str, campaign_id: int) -> None:
 
 
 def test_execution_killed_at_random_points_treats_everyone_exactly_once(any_world: World) -> None:
-    # given: a launched campaign, and its execution in a worker process killed three times
+    # given: a launched campaign, and its execution (two executor threads on PostgreSQL) in a worker
+    # process killed three times
     w = any_world
     w.make("crash")
     w.launch("crash")
@@ -165,10 +165,10 @@ def test_execution_killed_at_random_points_treats_everyone_exactly_once(any_worl
     # when: the execution is run to its end
     w.con = wh.connect(w.warehouse_url)
     with Session(w.store) as s:
-        cursor = s.scalar(select(Execution.cursor))
+        done = s.scalar(select(func.count()).select_from(ExecutionBatch).where(ExecutionBatch.done_at.is_not(None)))
     report = flows.execute(w.store, w.con, principal=w.maker, code="crash", batch=20)
-    # then
-    assert cursor is not None and report.resumed_from == cursor, progress
+    # then: the rerun took up exactly the batches the killed workers had not committed
+    assert done and report.resumed_after == done, progress
     _treated_once(w, "crash", 1)
 
 
@@ -257,7 +257,7 @@ def test_execution_survives_interruption_and_treats_everyone_once(world: World) 
     second = flows.execute(world.store, world.con, principal=world.maker, code="act1", batch=50)
     third = flows.execute(world.store, world.con, principal=world.maker, code="act1", batch=50)
     # then: every treated customer holds exactly one voucher, and nothing was granted twice
-    assert second.resumed_from is not None and second.done and third.granted == second.granted
+    assert second.resumed_after == 2 and second.done and third.granted == second.granted
     with Session(world.store) as s:
         per_customer = Counter(s.scalars(select(Holding.customer_id).where(Holding.source_id == "act1")).all())
         assert len(per_customer) == treated and set(per_customer.values()) == {1}
@@ -346,12 +346,24 @@ def test_measured_lift_covers_the_truth_after_an_advance(world: World) -> None:
     policy = ContactPolicy({"*": {"day": 2}})
     for day in range(14):
         dispatch(world.store, connectors, policy, now=LAUNCH + timedelta(days=day))
-    with Session(world.store) as s:
-        exposed = flows.exposures(s, principal=world.maker, codes=["act3"])
-    result = advance(world.sim, 14, exposed)
-    ingest.load_file(world.con, result.files[0])
+    advanced = flows.advance_simulation(
+        world.store, world.con, principal=world.maker, simulation_dir=world.sim, days=14, codes=["act3"]
+    )
     with Session(world.store) as s:
         measured = measure(s, world.con, principal=world.maker, code="act3")
+        redeemed = s.execute(
+            select(LedgerEntry.customer_id, LedgerEntry.at, Holding.granted_at, LedgerEntry.cost_fen)
+            .join(Holding, Holding.id == LedgerEntry.holding_id)
+            .where(LedgerEntry.kind == "redeem", LedgerEntry.source_id == "act3")
+        ).all()
+    # the vouchers the new transactions used were redeemed, each at one of its customer's
+    # transactions after the grant, and only once
+    assert advanced.redeemed == len(redeemed) > 0 and advanced.load.loaded > 0
+    t = world.con.table("transactions")
+    for customer, at, granted_at, _ in redeemed:
+        times = t.filter(t.customer_id == int(customer)).txn_at.to_pyarrow().to_pylist()
+        assert at in times and at >= granted_at
+    assert flows.redeem_simulated(world.store, world.con, codes=["act3"], start=advanced.advance.start) == 0
     truth = {t.arm: t for t in true_effects(world.con, world.sim / "truth", campaign_id=1, code="act3")}
     arm = measured.arms[0]
     lift = arm.lifts["conversion"]
@@ -361,6 +373,7 @@ def test_measured_lift_covers_the_truth_after_an_advance(world: World) -> None:
     tx = arm.lifts["transactions"]
     assert tx.ci_low <= truth["treatment"].transactions <= tx.ci_high
     assert arm.granted_cost_yuan > 0 and arm.roi is not None
+    assert arm.redeemed_cost_yuan == Decimal(sum(fen for *_, fen in redeemed)) / 100
     assert {c.value for c in arm.by_stage} == {"bound"}
 
 

@@ -90,7 +90,11 @@ def test_demo_prints_the_bank_summary(tmp_path: Path) -> None:
         "demo.revenue",
         "reach 触达",
         "lift vs control",
-        "CUPED interval",
+        "CUPED",
+        "narrower",
+        "super users 超级用户",
+        "Transactions by day",
+        "vouchers redeemed",
     ):
         assert words in result.stdout
     # the demo starts each run from a fresh bank: the advance of the first run is not carried over

@@ -1,31 +1,38 @@
 """Campaign work that spans the two stores and owns its transactions: the launch (snapshot the
 audience, assign every member, record the plan) and the execution (grant, then enqueue messages).
 
-Execution treats the assigned customers in ascending id order, one batch per transaction. Within a
-batch every grant carries the key ``cmp<id>:<customer>:<right>`` and every message the key
-``cmp<id>:<customer>:msg``; the batch also moves the execution's cursor. So a batch is committed
-whole or not at all, a rerun after a crash starts after the last committed batch, and even a batch
-run twice could not grant or enqueue twice: the ledger and the outbox refuse a key they hold.
+Execution cuts the treated customers, in ascending id order, into batches (one row each in
+``campaign_execution_batches``). An executor claims a batch not done by locking its row with
+``SKIP LOCKED``, treats it and marks it done in one transaction, so several executors (threads of
+one run, or two runs) share the work without waiting for or repeating each other's batches. Within
+a batch every grant carries the key ``cmp<id>:<customer>:<right>`` and every message the key
+``cmp<id>:<customer>:msg``. So a batch is committed whole or not at all, a rerun after a crash
+treats exactly the batches not marked done, and even a batch run twice could not grant or enqueue
+twice: the ledger and the outbox refuse a key they hold.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 import pyarrow as pa
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from bankgrowth.audiences import service as audiences
 from bankgrowth.campaigns import reach, service, store
 from bankgrowth.campaigns.assignment import CONTROL, assign
-from bankgrowth.campaigns.models import Campaign, DoNotContact, Execution, Message
+from bankgrowth.campaigns.models import Campaign, DoNotContact, Execution, ExecutionBatch, Message
 from bankgrowth.campaigns.schemas import Arm, Definition, Status
 from bankgrowth.errors import Conflict, NotFound
 from bankgrowth.operational import bulk
@@ -150,7 +157,7 @@ class ExecutionReport:
     suppressed: int
     done: bool
     seconds: float
-    resumed_from: int | None  # the cursor a rerun started after
+    resumed_after: int | None  # batches finished before this run; None: this run began the execution
 
 
 @dataclass(frozen=True)
@@ -188,12 +195,17 @@ def execute(
     code: str,
     at: datetime | None = None,
     batch: int = BATCH,
+    workers: int | None = None,
     progress: ProgressFn | None = None,
     stop_after: int | None = None,
 ) -> ExecutionReport:
     """Treat the campaign's assigned customers: grant each arm's rights, enqueue its message.
-    Resumable: a rerun continues after the last committed batch. ``stop_after`` (batches) lets a
-    caller run a slice — the crash test uses it."""
+
+    The treated customers are cut into batches of ``batch`` on the first run; ``workers`` threads
+    (default: 2 on PostgreSQL, 1 on SQLite, whose writers queue anyway) each claim a batch not done,
+    treat it and mark it done in one transaction, until none is left. Resumable: a rerun treats the
+    batches not marked done. ``stop_after`` (batches, for this run) lets a caller run a slice — the
+    crash test uses it."""
     started = time.perf_counter()
     at = at or utcnow()
     with Session(engine, expire_on_commit=False) as session:
@@ -211,39 +223,74 @@ def execute(
             else None
         )
         branches = {org_id: name for org_id, name in session.execute(select(Org.id, Org.name_zh))}
-        cursor = execution.cursor
         campaign_at = campaign.launched_at or at
     a = store.assignments(con, campaign.id)
-    todo = a.filter(a.arm != CONTROL)
-    if cursor is not None:
-        todo = todo.filter(todo.customer_id > cursor)
-    rows = todo.order_by("customer_id").to_pyarrow().to_pylist()
+    needed = ("customer_id", "arm", "branch_id", "consent", "best_channel", "surname")
+    rows = a.filter(a.arm != CONTROL).select(*needed).order_by("customer_id").to_pyarrow().to_pylist()
+    ids = [r["customer_id"] for r in rows]
+    resumed_after = _cut_batches(engine, execution.id, ids, batch)
     total = execution.planned - execution.control
-    done = execution.treated
-    if progress:
-        progress(done, total)
     caps = [Cap(scope=c.scope, limit=c.limit, period=c.period) for c in definition.caps]
-    for batches, start in enumerate(range(0, len(rows), batch)):
-        if stop_after is not None and batches >= stop_after:
-            break
-        chunk = rows[start : start + batch]
-        for attempt in range(DEADLOCK_RETRIES):
-            try:
-                with Session(engine, expire_on_commit=False) as s, s.begin():
-                    _treat(s, campaign, execution.id, plans, pool_id, caps, chunk, branches, campaign_at)
-                break
-            except OperationalError as exc:  # a deadlock with another campaign's grants: the batch rolled back
-                if "deadlock" not in str(exc).lower() or attempt == DEADLOCK_RETRIES - 1:
-                    raise
-                time.sleep(0.05 * (attempt + 1))
-        done += len(chunk)
-        if progress:
-            progress(done, total)
+    if workers is None:
+        workers = 2 if engine.dialect.name == "postgresql" else 1
+    lock = threading.Lock()
+    state = {"claimed": 0, "done": 0}
+    with Session(engine) as s:
+        state["done"] = int(s.scalar(select(Execution.treated).where(Execution.id == execution.id)) or 0)
+    if progress:
+        progress(state["done"], total)
+
+    def claim() -> bool:
+        with lock:
+            if stop_after is not None and state["claimed"] >= stop_after:
+                return False
+            state["claimed"] += 1
+            return True
+
+    def work() -> None:
+        while claim():
+            treated = 0
+            for attempt in range(DEADLOCK_RETRIES):
+                try:
+                    with Session(engine, expire_on_commit=False) as s, s.begin():
+                        found = s.scalar(
+                            select(ExecutionBatch)
+                            .where(ExecutionBatch.execution_id == execution.id, ExecutionBatch.done_at.is_(None))
+                            .order_by(ExecutionBatch.batch_no)
+                            .limit(1)
+                            .with_for_update(skip_locked=True)
+                        )
+                        if found is None:
+                            return
+                        chunk = rows[bisect_left(ids, found.first_customer) : bisect_right(ids, found.last_customer)]
+                        _treat(s, campaign, execution.id, plans, pool_id, caps, chunk, branches, campaign_at)
+                        found.done_at = utcnow()
+                        treated = len(chunk)
+                    break
+                except OperationalError as exc:  # a deadlock with another campaign's grants: rolled back
+                    if "deadlock" not in str(exc).lower() or attempt == DEADLOCK_RETRIES - 1:
+                        raise
+                    time.sleep(0.05 * (attempt + 1))
+            with lock:
+                state["done"] += treated
+                if progress:
+                    progress(state["done"], total)
+
+    if workers == 1:
+        work()
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for f in [pool.submit(work) for _ in range(workers)]:
+                f.result()
     with Session(engine, expire_on_commit=False) as s, s.begin():
         final = s.get(Execution, execution.id)
         assert final is not None
-        finished = final.treated >= total
-        if finished and final.status != "done":
+        left = s.scalar(
+            select(func.count())
+            .select_from(ExecutionBatch)
+            .where(ExecutionBatch.execution_id == execution.id, ExecutionBatch.done_at.is_(None))
+        )
+        if not left and final.status != "done":
             final.status = "done"
             final.finished_at = utcnow()
     return ExecutionReport(
@@ -257,8 +304,39 @@ def execute(
         suppressed=final.suppressed,
         done=final.status == "done",
         seconds=time.perf_counter() - started,
-        resumed_from=cursor,
+        resumed_after=resumed_after,
     )
+
+
+def _cut_batches(engine: Engine, execution_id: int, ids: list[int], size: int) -> int | None:
+    """Cut the treated customers (``ids``, ascending) into batches, once per execution; returns
+    None when this call cut them, else how many batches earlier runs finished."""
+    with Session(engine) as s, s.begin():
+        s.execute(select(Execution.id).where(Execution.id == execution_id).with_for_update())  # one cutter
+        existing = s.scalar(
+            select(func.count()).select_from(ExecutionBatch).where(ExecutionBatch.execution_id == execution_id)
+        )
+        if existing:
+            return int(
+                s.scalar(
+                    select(func.count())
+                    .select_from(ExecutionBatch)
+                    .where(ExecutionBatch.execution_id == execution_id, ExecutionBatch.done_at.is_not(None))
+                )
+                or 0
+            )
+        batches = [
+            {
+                "execution_id": execution_id,
+                "batch_no": n,
+                "first_customer": ids[start],
+                "last_customer": ids[min(start + size, len(ids)) - 1],
+                "customers": min(size, len(ids) - start),
+            }
+            for n, start in enumerate(range(0, len(ids), size))
+        ]
+        bulk.insert_rows(s, ExecutionBatch, batches)
+    return None
 
 
 def _treat(
@@ -272,15 +350,10 @@ def _treat(
     branches: dict[str, str],
     at: datetime,
 ) -> None:
-    """One batch, in the caller's transaction: grants, messages, and the execution's counters.
-    The execution's row is locked first and the customers up to its cursor are left out, so two
-    executors of one campaign (two API calls, a CLI run beside one) take turns and neither counts
-    a customer the other treated."""
-    cursor = session.scalar(select(Execution.cursor).where(Execution.id == execution_id).with_for_update())
-    if cursor is not None:
-        chunk = [r for r in chunk if r["customer_id"] > cursor]
+    """One batch, in the caller's transaction: grants, messages, and the execution's counters."""
     if not chunk:
         return
+    now = utcnow()
     granted = refused = 0
     messages: list[dict[str, Any]] = []
     source = Source("campaign", campaign.code)
@@ -337,7 +410,7 @@ def _treat(
                     "reason": "" if consent else "no_consent",
                     "not_before": at,
                     "attempts": 0,
-                    "created_at": utcnow(),
+                    "created_at": now,
                 }
             )
     statuses = [s for (s,) in bulk.insert_rows(session, Message, messages, conflict=["key"], returning=["status"])]
@@ -352,7 +425,6 @@ def _treat(
             refused=Execution.refused + refused,
             messages=Execution.messages + inserted,
             suppressed=Execution.suppressed + suppressed,
-            cursor=max(r["customer_id"] for r in chunk),
             updated_at=utcnow(),
         )
         .execution_options(synchronize_session=False)
@@ -422,6 +494,14 @@ def exposures(session: Session, *, principal: Principal, codes: Sequence[str]) -
     return pa.Table.from_pylist(rows, schema=EXPOSURE_SCHEMA)
 
 
+@dataclass(frozen=True)
+class Advanced:
+    advance: AdvanceResult
+    load: ingest.LoadReport
+    campaigns: list[str]  # whose exposures were applied
+    redeemed: int  # campaign vouchers the new transactions used
+
+
 def advance_simulation(
     engine: Engine,
     con: BaseBackend,
@@ -432,10 +512,10 @@ def advance_simulation(
     codes: Sequence[str] | None = None,
     timezone: str = "Asia/Shanghai",
     progress: ProgressFn | None = None,
-) -> tuple[AdvanceResult, ingest.LoadReport, list[str]]:
+) -> Advanced:
     """Let a simulated bank live ``days`` more days, its customers responding to what the campaigns
-    (``codes``; default: every running or finished one) gave them; load the new transactions.
-    Returns the advance, the load and the campaigns whose exposures were applied."""
+    (``codes``; default: every running or finished one) gave them; load the new transactions and
+    redeem the vouchers they used."""
     with Session(engine) as session:
         if codes is None:
             codes = [
@@ -446,7 +526,72 @@ def advance_simulation(
         exposed = exposures(session, principal=principal, codes=codes)
     result = advance(simulation_dir, days, exposed, timezone=timezone)
     report = ingest.load_file(con, result.files[0], timezone=timezone, progress=progress)
-    return result, report, list(codes)
+    redeemed = redeem_simulated(engine, con, codes=codes, start=result.start, timezone=timezone)
+    return Advanced(result, report, list(codes), redeemed)
+
+
+VOUCHERS = ("voucher", "coupon_code")
+
+
+def redeem_simulated(
+    engine: Engine, con: BaseBackend, *, codes: Sequence[str], start: date, timezone: str = "Asia/Shanghai"
+) -> int:
+    """The simulated payment network's side of an advance: a campaign voucher still active is
+    redeemed by its customer's first transaction from ``start`` on that it applies to (not a
+    withdrawal; the right's institution, if it names one; at least its minimum spend; before it
+    expires), at that transaction's time — as a real payment channel reports it through
+    ``/channel/v1/redemptions``. Returns how many were redeemed; a rerun redeems nothing twice."""
+    with Session(engine) as s:
+        held = list(
+            s.execute(
+                select(
+                    Holding.id,
+                    Holding.customer_id,
+                    Holding.granted_at,
+                    Holding.expires_at,
+                    Right.institution,
+                    Right.min_spend_fen,
+                )
+                .join(Right, Right.id == Holding.right_id)
+                .where(
+                    Holding.source_type == "campaign",
+                    Holding.source_id.in_(list(codes)),
+                    Holding.status == "active",
+                    Right.kind.in_(VOUCHERS),
+                )
+            )
+        )
+    if not held:
+        return 0
+    ids = sorted({int(h.customer_id) for h in held})
+    begin = datetime.combine(start, datetime.min.time(), ZoneInfo(timezone))
+    t = con.table("transactions")
+    found = (
+        t.filter(t.customer_id.isin(ids), t.txn_at >= begin, t.scene != "withdrawal")
+        .select("customer_id", "txn_at", "institution", "amount_fen")
+        .order_by("customer_id", "txn_at")
+        .to_pyarrow()
+        .to_pylist()
+    )
+    by_customer: dict[int, list[dict[str, Any]]] = {}
+    for r in found:
+        by_customer.setdefault(r["customer_id"], []).append(r)
+    redeemed = 0
+    with Session(engine) as s, s.begin():
+        for h in held:
+            for txn in by_customer.get(int(h.customer_id), ()):
+                at = txn["txn_at"]
+                if at < h.granted_at or (h.expires_at is not None and at >= h.expires_at):
+                    continue
+                if (h.institution and txn["institution"] != h.institution) or txn["amount_fen"] < (
+                    h.min_spend_fen or 0
+                ):
+                    continue
+                holding = s.get_one(Holding, h.id)
+                ledger.redeem(s, holding=holding, key=f"sim-redeem:{h.id}", actor="simulator:payments", at=at)
+                redeemed += 1
+                break
+    return redeemed
 
 
 # --- do-not-contact, for a customer in the caller's scope ----------------------------------------

@@ -61,9 +61,10 @@ class CampaignVersion(Base):
 
 
 class Execution(Base):
-    """How far a launched campaign's execution got. Customers are treated in ascending id order,
-    one batch per transaction; ``cursor`` is the last customer id of the last committed batch, so a
-    rerun after a crash starts after it (and the ledger's keys make even a repeated batch harmless)."""
+    """How far a launched campaign's execution got. The treated customers are cut, in ascending id
+    order, into batches (:class:`ExecutionBatch`); each batch is treated in one transaction that also
+    marks it done and adds its counts here. A rerun after a crash treats the batches not marked done
+    (and the ledger's and the outbox's keys make even a repeated batch harmless)."""
 
     __tablename__ = "campaign_executions"
 
@@ -77,10 +78,27 @@ class Execution(Base):
     refused: Mapped[int] = mapped_column(BigInteger, default=0)  # capped, exhausted or out of codes
     messages: Mapped[int] = mapped_column(BigInteger, default=0)
     suppressed: Mapped[int] = mapped_column(BigInteger, default=0)
-    cursor: Mapped[int | None] = mapped_column(BigInteger)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+
+
+class ExecutionBatch(Base):
+    """One batch of an execution: the treated customers with ids from ``first_customer`` to
+    ``last_customer``. Executors claim a batch not done by locking its row (``SKIP LOCKED``: two
+    executors never wait for or repeat each other's batch) and mark it done in the batch's own
+    transaction."""
+
+    __tablename__ = "campaign_execution_batches"
+    __table_args__ = (UniqueConstraint("execution_id", "batch_no", name="uq_campaign_execution_batches_no"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    execution_id: Mapped[int] = mapped_column(ForeignKey("campaign_executions.id"))
+    batch_no: Mapped[int]
+    first_customer: Mapped[int] = mapped_column(BigInteger)
+    last_customer: Mapped[int] = mapped_column(BigInteger)
+    customers: Mapped[int]
+    done_at: Mapped[datetime | None]
 
 
 class Message(Base):

@@ -133,16 +133,7 @@ def list_templates(_: Definer) -> list[TemplateRead]:
     summary="A campaign from a 3A3R template (按模板新建); edit it like any other before submitting",
 )
 def create_from_template(body: FromTemplate, session: SessionDep, principal: Writer) -> CampaignDetail:
-    spec = templates.build(
-        body.template,
-        code=body.code,
-        right=body.right,
-        offer=body.offer,
-        pool=body.pool,
-        audience=body.audience,
-        control_share=body.control_share,
-        org_id=body.org_id,
-    )
+    spec = templates.build(body.template, **body.model_dump(exclude={"template"}))
     with session.begin():
         return _detail(session, campaigns.create(session, principal=principal, data=spec))
 
@@ -199,19 +190,16 @@ def launch(
     return _detail(session, campaign)
 
 
+COUNTERS = ("planned", "control", "treated", "granted", "refused", "messages", "suppressed")
+
+
 def _execution(p: campaigns.Progress) -> ExecutionRead:
     e = p.execution
-    if e is None:
+    if e is None:  # not launched: nothing assigned or treated yet
         return ExecutionRead(
             campaign=p.campaign.code,
             status="not_launched",
-            planned=0,
-            control=0,
-            treated=0,
-            granted=0,
-            refused=0,
-            messages=0,
-            suppressed=0,
+            **dict.fromkeys(COUNTERS, 0),
             started_at=p.campaign.created_at,
             updated_at=p.campaign.updated_at,
             finished_at=None,
@@ -220,13 +208,7 @@ def _execution(p: campaigns.Progress) -> ExecutionRead:
     return ExecutionRead(
         campaign=p.campaign.code,
         status=e.status,
-        planned=e.planned,
-        control=e.control,
-        treated=e.treated,
-        granted=e.granted,
-        refused=e.refused,
-        messages=e.messages,
-        suppressed=e.suppressed,
+        **{c: getattr(e, c) for c in COUNTERS},
         started_at=e.started_at,
         updated_at=e.updated_at,
         finished_at=e.finished_at,

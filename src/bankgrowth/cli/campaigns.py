@@ -247,6 +247,9 @@ def launch_cmd(
 def execute_cmd(
     code: CodeArg,
     batch: Annotated[int, typer.Option(min=1, max=50_000, help="Customers per transaction.")] = flows.BATCH,
+    workers: Annotated[
+        int | None, typer.Option(min=1, max=16, help="Parallel executors (default: 2 on PostgreSQL, 1 on SQLite).")
+    ] = None,
     org: Org = None,
 ) -> None:
     """Grant the rights and queue the messages; resumes after an interruption."""
@@ -262,9 +265,10 @@ def execute_cmd(
                 principal=who,
                 code=code,
                 batch=batch,
+                workers=workers,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
-    resumed = f" (resumed after customer {report.resumed_from})" if report.resumed_from is not None else ""
+    resumed = f" (resumed: {report.resumed_after} batches were done)" if report.resumed_after is not None else ""
     console.print(
         f"{code}: {report.treated:,} of {report.planned - report.control:,} treated{resumed} "
         f"in {report.seconds:.1f} s; "

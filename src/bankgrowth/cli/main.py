@@ -152,16 +152,17 @@ def simulate_advance_cmd(
         with Session(engine) as session:
             principal = platform_service.system_principal(session, source="cli:simulate")
         try:
-            result, report, codes = campaign_flows.advance_simulation(
+            advanced = campaign_flows.advance_simulation(
                 engine, con, principal=principal, simulation_dir=target, days=days, timezone=settings.timezone
             )
         except (FileNotFoundError, ValueError) as exc:
             raise _fail(str(exc)) from None
-    render.load_report(console, report, show=5)
+    render.load_report(console, advanced.load, show=5)
+    result = advanced.advance
     console.print(
         f"simulated {result.start} – {result.end}: {result.transactions:,} transactions; {result.exposed:,} "
-        f"customers treated by {len(codes)} campaign(s), {result.activated:,} inactive ones activated; "
-        f"truth in {result.files[1]}",
+        f"customers treated by {len(advanced.campaigns)} campaign(s), {result.activated:,} inactive ones "
+        f"activated, {advanced.redeemed:,} vouchers redeemed; truth in {result.files[1]}",
         highlight=False,
     )
 

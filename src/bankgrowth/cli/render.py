@@ -114,6 +114,7 @@ def bank_summary(console: Console, s: BankSummary) -> None:
     head.add_row("bound 绑卡", _n(s.bound), pct(s.bound, s.customers))
     head.add_row("transacting, 30 days 月活跃", _n(s.transacting_30d), pct(s.transacting_30d, s.customers))
     head.add_row("transacting, 365 days 年活跃", _n(s.transacting_365d), pct(s.transacting_365d, s.customers))
+    head.add_row("super users 超级用户", _n(s.super_users), pct(s.super_users, s.customers))
     head.add_row("transactions 交易笔数", _n(s.transactions), "")
     head.add_row("amount 交易金额", _yuan(s.amount_yuan), "")
     head.add_row("withdrawn back to cards 提现回流", _yuan(s.withdrawal_yuan), "")
@@ -131,6 +132,29 @@ def bank_summary(console: Console, s: BankSummary) -> None:
             _n(r.customers),
         )
     console.print(inst)
+    if s.by_day:
+        by_day(console, s)
+
+
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def _spark(values: list[int]) -> str:
+    top = max(values) or 1
+    return "".join(SPARKS[min(len(SPARKS) - 1, round(v / top * (len(SPARKS) - 1)))] for v in values)
+
+
+def by_day(console: Console, s: BankSummary) -> None:
+    """Transactions per business day, one sparkline per institution and one for all."""
+    first, last = s.by_day[0].day, s.by_day[-1].day
+    table = Table(title=f"Transactions by day 每日交易 ({first:%m-%d} – {last:%m-%d})", title_justify="left")
+    for col, just in (("institution", "left"), ("per day", "left"), ("min", "right"), ("max", "right")):
+        table.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
+    rows = [(r.institution, [d.by_institution.get(r.institution, 0) for d in s.by_day]) for r in s.by_institution]
+    rows.append(("all 合计", [d.transactions for d in s.by_day]))
+    for name, values in rows:
+        table.add_row(name, _spark(values), _n(min(values)), _n(max(values)))
+    console.print(table)
 
 
 def demo(console: Console, result: DemoResult) -> None:
@@ -180,7 +204,8 @@ def demo_campaigns(console: Console, result: DemoResult) -> None:
         a = result.advance
         console.print(
             f"the bank lived {a.start} – {a.end}: {_n(a.transactions)} new transactions; {_n(a.exposed)} customers "
-            f"had received a treatment, {_n(a.activated)} of the inactive among them were activated",
+            f"had received a treatment, {_n(a.activated)} of the inactive among them were activated; "
+            f"{_n(result.redeemed)} vouchers redeemed",
             highlight=False,
         )
     if result.summary_after is not None:
@@ -291,7 +316,9 @@ def campaign_results(console: Console, res: Results, truth: dict[str, TrueEffect
         )
         roi = "n/a (no rights cost)" if arm.roi is None else f"¥{arm.roi:,.2f} of incremental amount per ¥1 granted"
         console.print(
-            f"  {arm.arm}: CUPED interval {narrower:.0%} narrower (θ = {arm.theta:.3g}); {srm}; incremental "
+            f"  {arm.arm}: CUPED {_goal_value(goal.metric, c.diff)} [{_goal_value(goal.metric, c.ci_low)}, "
+            f"{_goal_value(goal.metric, c.ci_high)}], interval {narrower:.0%} narrower (θ = {arm.theta:.3g}); "
+            f"{srm}; incremental "
             f"{arm.incremental_conversions:+,.0f} converters, {arm.incremental_transactions:+,.0f} transactions, "
             f"¥{arm.incremental_amount_yuan:+,} amount; rights cost ¥{arm.granted_cost_yuan:,} granted, "
             f"¥{arm.redeemed_cost_yuan:,} redeemed; ROI {roi}",

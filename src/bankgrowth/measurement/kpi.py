@@ -1,4 +1,5 @@
-"""The bank summary: how many customers are bound and transacting, and where the money flows.
+"""The bank summary (KPI): how many customers are registered, bound, transacting and super users,
+and where the money flows — by institution, and by business day over the last 30 days.
 
 Every figure is one Ibis expression over the canonical tables, so it runs unchanged on DuckDB
 and on Spark.
@@ -14,6 +15,8 @@ from zoneinfo import ZoneInfo
 
 import ibis
 
+from bankgrowth.warehouse.timeutil import local_date
+
 if TYPE_CHECKING:
     from ibis.backends import BaseBackend
 
@@ -28,23 +31,40 @@ class InstitutionRow:
 
 
 @dataclass(frozen=True)
+class DayRow:
+    day: date  # a business day in the bank's timezone
+    transactions: int
+    amount_yuan: Decimal
+    by_institution: dict[str, int]  # transactions
+
+
+@dataclass(frozen=True)
 class BankSummary:
     as_of: date | None  # the last local day with transactions
     customers: int
     bound: int  # customers with at least one live binding at the end of as_of
     transacting_30d: int  # customers with a transaction in the 30 days up to as_of
     transacting_365d: int
+    super_users: int  # more than ``super_user_txns`` transactions in the 365 days up to as_of (超级用户)
     transactions: int
     amount_yuan: Decimal
     withdrawal_yuan: Decimal  # money withdrawn from wallets back to cards (提现回流)
     by_institution: list[InstitutionRow]
+    by_day: list[DayRow]  # the last ``DAYS`` business days up to as_of, oldest first, days without any included
 
 
 def _yuan(fen: int | None) -> Decimal:
     return (Decimal(fen or 0) / 100).quantize(Decimal("0.01"))
 
 
-def bank_summary(con: BaseBackend, *, timezone: str = "Asia/Shanghai") -> BankSummary:
+DAYS = 30
+
+
+def bank_summary(con: BaseBackend, *, timezone: str = "Asia/Shanghai", super_user_txns: int = 20) -> BankSummary:
+    """The summary as of the last business day with transactions. ``super_user_txns`` is the
+    lifecycle's threshold (``BANKGROWTH_SUPER_USER_TXNS``); like the lifecycle, withdrawals back to
+    the card count as transactions. The lifecycle's ``super`` stage also asks for a live binding and
+    a recent transaction, so it can be a little smaller than this count."""
     customers = con.table("customers")
     bindings = con.table("quickpay_bindings")
     txns = con.table("transactions")
@@ -52,7 +72,7 @@ def bank_summary(con: BaseBackend, *, timezone: str = "Asia/Shanghai") -> BankSu
     last = txns.txn_at.max().to_pyarrow().as_py()
     n_customers = int(customers.count().to_pyarrow().as_py())
     if last is None:
-        return BankSummary(None, n_customers, 0, 0, 0, 0, Decimal("0.00"), Decimal("0.00"), [])
+        return BankSummary(None, n_customers, 0, 0, 0, 0, 0, Decimal("0.00"), Decimal("0.00"), [], [])
     as_of = last.astimezone(tz).date()
     end = datetime.combine(as_of + timedelta(days=1), time(), tz)
     live = bindings.filter((bindings.bound_at < end) & (bindings.unbound_at.isnull() | (bindings.unbound_at >= end)))
@@ -63,6 +83,30 @@ def bank_summary(con: BaseBackend, *, timezone: str = "Asia/Shanghai") -> BankSu
         window = txns.filter((txns.txn_at >= since) & (txns.txn_at < end))
         return int(window.customer_id.nunique().to_pyarrow().as_py())
 
+    year = txns.filter((txns.txn_at >= end - timedelta(days=365)) & (txns.txn_at < end))
+    per_customer = year.group_by("customer_id").aggregate(n=year.count())
+    supers = int(per_customer.filter(per_customer.n > super_user_txns).count().to_pyarrow().as_py())
+    first_day = as_of - timedelta(days=DAYS - 1)
+    recent = txns.filter(txns.txn_at >= datetime.combine(first_day, time(), tz), txns.txn_at < end)
+    recent = recent.mutate(day=local_date(recent.txn_at, timezone))
+    daily = (
+        recent.group_by("day", "institution")
+        .aggregate(n=recent.count(), fen=recent.amount_fen.sum())
+        .to_pyarrow()
+        .to_pylist()
+    )
+    days: dict[date, list[tuple[str, int, int]]] = {first_day + timedelta(days=i): [] for i in range(DAYS)}
+    for r in daily:
+        days.setdefault(r["day"], []).append((str(r["institution"]), int(r["n"]), int(r["fen"] or 0)))
+    by_day = [
+        DayRow(
+            day=d,
+            transactions=sum(n for _, n, _ in rs),
+            amount_yuan=_yuan(sum(fen for _, _, fen in rs)),
+            by_institution={inst: n for inst, n, _ in rs},
+        )
+        for d, rs in sorted(days.items())
+    ]
     totals = (
         txns.aggregate(
             n=txns.count(),
@@ -96,8 +140,10 @@ def bank_summary(con: BaseBackend, *, timezone: str = "Asia/Shanghai") -> BankSu
         bound=bound,
         transacting_30d=active(30),
         transacting_365d=active(365),
+        super_users=supers,
         transactions=total_n,
         amount_yuan=_yuan(totals["fen"]),
         withdrawal_yuan=_yuan(totals["withdrawal"]),
         by_institution=rows,
+        by_day=by_day,
     )

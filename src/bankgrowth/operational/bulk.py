@@ -47,8 +47,8 @@ def insert_rows(
         return []
     session.flush()  # the statement goes past the ORM: what the ORM holds must be written first
     names = list(rows[0])
-    arrays: dict[str, list[Any]] = {}
-    casts = []
+    params: dict[str, Any] = {}
+    selected, unnested, aliases = [], [], []
     for i, name in enumerate(names):
         column = table.c[name]
         values = [r[name] for r in rows]
@@ -60,20 +60,30 @@ def insert_rows(
             if process is not None:
                 values = [process(v) for v in values]
             sql_type = column.type.compile(dialect=dialect)
-        arrays[f"p{i}"] = values
-        casts.append(f"%(p{i})s::{sql_type}[]")
-    quoted = [dialect.identifier_preparer.quote(n) for n in names]
+        # binary parameters (%b): no text escaping of every value. A column with one value for
+        # every row (the right, the pool, the time of a grant) travels once, not once per row.
+        if i > 0 and all(v == values[0] for v in values):
+            params[f"p{i}"] = values[0]
+            selected.append(f"%(p{i})b::{sql_type}")
+        else:
+            params[f"p{i}"] = values
+            unnested.append(f"%(p{i})b::{sql_type}[]")
+            aliases.append(f"c{i}")
+            selected.append(f"c{i}")
+    quote = dialect.identifier_preparer.quote
     sql = (
-        f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({', '.join(quoted)}) "
-        f"SELECT * FROM unnest({', '.join(casts)})"
+        f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({', '.join(quote(n) for n in names)}) "
+        f"SELECT {', '.join(selected)} FROM unnest({', '.join(unnested)}) AS u({', '.join(aliases)})"
     )
     if conflict:
-        sql += f" ON CONFLICT ({', '.join(dialect.identifier_preparer.quote(c) for c in conflict)}) DO NOTHING"
+        sql += f" ON CONFLICT ({', '.join(quote(c) for c in conflict)}) DO NOTHING"
     if returning:
-        sql += f" RETURNING {', '.join(dialect.identifier_preparer.quote(c) for c in returning)}"
+        sql += f" RETURNING {', '.join(quote(c) for c in returning)}"
     driver = session.connection().connection.driver_connection
     with driver.cursor(binary=True) as cursor:  # type: ignore[union-attr]
-        cursor.execute(sql, arrays)
+        cursor.execute(sql, params)
         found = cursor.fetchall() if returning else []
     processors = [table.c[c].type.result_processor(dialect, None) for c in returning]
+    if not any(processors):
+        return found
     return [tuple(p(v) if p is not None else v for p, v in zip(processors, row, strict=True)) for row in found]

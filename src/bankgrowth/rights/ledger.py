@@ -155,14 +155,11 @@ def grant_many(
         else:
             first_of_key[r.key] = i
             todo.append(i)
-    existing = _existing(session, [requests[i].key for i in todo])
-    for i in [i for i in todo if requests[i].key in existing]:
-        results[i] = GrantResult(requests[i].key, requests[i].customer_id, "duplicate", existing[requests[i].key])
-    todo = [i for i in todo if requests[i].key not in existing]
 
-    # 1. claim the keys: insert the holdings first. A concurrent retry of the same key waits here for
-    # the first to finish, before either holds a budget lock, so no lock cycle can form. Rows are
-    # inserted in key order, so two batches sharing keys wait for each other in one order.
+    # 1. claim the keys: insert the holdings first; a key granted before is not inserted again. A
+    # concurrent retry of the same key waits here for the first to finish, before either holds a
+    # budget lock, so no lock cycle can form. Rows are inserted in key order, so two batches sharing
+    # keys wait for each other in one order.
     expires_at = expiry_of(right, at)
     rows = [
         {
@@ -187,7 +184,7 @@ def grant_many(
         inserted = bulk.insert_rows(session, Holding, rows, conflict=["grant_key"], returning=["grant_key", "id"])
         claimed = {key: hid for key, hid in inserted}
     lost = [i for i in todo if requests[i].key not in claimed]
-    if lost:  # granted meanwhile by a concurrent retry of the same key
+    if lost:  # granted before, or meanwhile by a concurrent retry of the same key
         existing = _existing(session, [requests[i].key for i in lost])
         for i in lost:
             results[i] = GrantResult(
