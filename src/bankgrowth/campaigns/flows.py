@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import threading
 import time
-from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -24,6 +23,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pyarrow as pa
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import OperationalError
@@ -226,9 +226,9 @@ def execute(
         campaign_at = campaign.launched_at or at
     a = store.assignments(con, campaign.id)
     needed = ("customer_id", "arm", "branch_id", "consent", "best_channel", "surname")
-    rows = a.filter(a.arm != CONTROL).select(*needed).order_by("customer_id").to_pyarrow().to_pylist()
-    ids = [r["customer_id"] for r in rows]
-    resumed_after = _cut_batches(engine, execution.id, ids, batch)
+    rows = a.filter(a.arm != CONTROL).select(*needed).order_by("customer_id").to_pyarrow()
+    ids = rows.column("customer_id").to_numpy()  # ascending: a batch is a slice, turned into dicts when treated
+    resumed_after = _cut_batches(engine, execution.id, ids.tolist(), batch)
     total = execution.planned - execution.control
     caps = [Cap(scope=c.scope, limit=c.limit, period=c.period) for c in definition.caps]
     if workers is None:
@@ -262,7 +262,9 @@ def execute(
                         )
                         if found is None:
                             return
-                        chunk = rows[bisect_left(ids, found.first_customer) : bisect_right(ids, found.last_customer)]
+                        lo = int(np.searchsorted(ids, found.first_customer, side="left"))
+                        hi = int(np.searchsorted(ids, found.last_customer, side="right"))
+                        chunk = rows.slice(lo, hi - lo).to_pylist()
                         _treat(s, campaign, execution.id, plans, pool_id, caps, chunk, branches, campaign_at)
                         found.done_at = utcnow()
                         treated = len(chunk)
