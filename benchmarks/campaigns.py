@@ -5,9 +5,10 @@ rows into the same PostgreSQL in the same run.
 
 Set-up, not timed: a copy of the warehouse ``python -m benchmarks.run`` loads (2M customers; the
 nightly insight is run once on the copy if it holds no tag version), a fresh PostgreSQL server
-(fsync on), HQ, a ¥5 voucher, a budget pool with room for everyone, a list audience of the first
-``--customers`` customers and an Activation-style campaign — one arm: the voucher and a message on
-the customer's best channel, 10% control — created by one actor and approved by another.
+(``SERVER`` below), HQ, a ¥5 voucher, a budget pool with room for everyone, a list audience of
+the first ``--customers`` customers and an Activation-style campaign — one arm: the voucher and
+a message on the customer's best channel, 10% control — created by one actor and approved by
+another.
 
 Timed:
 
@@ -38,6 +39,11 @@ from pathlib import Path
 from typing import Any
 
 ROW_TABLES = ("holdings", "ledger_entries", "messages")
+# The server as a bank would size it on this 24 GiB machine: shared buffers about a quarter of
+# the memory (PostgreSQL's own guidance), WAL room for a bulk write without forced checkpoints.
+# fsync and synchronous commit stay on. With the stock settings the execution measured 13% slower
+# and the baseline, which shares the server, 3%.
+SERVER = {"shared_buffers": "'4GB'", "max_wal_size": "'8GB'"}
 
 
 def _copy_baseline(url: str) -> tuple[float, dict[str, int]]:
@@ -88,7 +94,7 @@ def run(warehouse: Path, customers: int, batch: int, workers: int) -> dict[str, 
     from bankgrowth.rights.schemas import PoolCreate, RightCreate
     from bankgrowth.warehouse import engine as wh
 
-    with tempfile.TemporaryDirectory(dir=warehouse.parent) as tmp, localpg.local_postgres() as server:
+    with tempfile.TemporaryDirectory(dir=warehouse.parent) as tmp, localpg.local_postgres(settings=SERVER) as server:
         copy = Path(tmp) / "warehouse.duckdb"
         shutil.copy(warehouse, copy)
         con = wh.connect(f"duckdb:///{copy}")

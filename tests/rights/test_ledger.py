@@ -121,6 +121,33 @@ def test_a_batch_stops_exactly_at_the_limit_and_says_why_each_was_refused(store:
     reconciled(store)
 
 
+def test_two_batches_of_one_pool_in_flight_at_once_do_not_wait_for_each_other(store: Engine, hq: Principal) -> None:
+    # given: a pool with room on every stripe, and a batch granted in a transaction still open
+    if store.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time")
+    right_id, pool_id = make(store, hq, limit_units=1000, stripes=4)
+    with Session(store) as first, first.begin():
+        right, pool = first.get_one(Right, right_id), first.get_one(Pool, pool_id)
+        kwargs = {"right": right, "pool": pool, "source": CAMPAIGN, "actor": "test", "at": T0}
+        a = ledger.grant_many(first, requests=[GrantRequest(f"a{i}", f"A{i}") for i in range(50)], **kwargs)
+        # when: a second executor grants its batch from the same pool meanwhile; it must not queue
+        # behind the first one's budget lock (waiting would fail the statement after 2 s)
+        with Session(store) as second, second.begin():
+            second.execute(text("SET LOCAL lock_timeout = '2s'"))
+            b = ledger.grant_many(
+                second,
+                requests=[GrantRequest(f"b{i}", f"B{i}") for i in range(50)],
+                **{**kwargs, "right": second.get_one(Right, right_id), "pool": second.get_one(Pool, pool_id)},
+            )
+    # then: both batches granted in full, on two different stripes, and the pool counts all 100
+    assert [r.status for r in a + b] == ["granted"] * 100
+    with Session(store) as session:
+        used = session.scalars(select(PoolStripe.used_units).where(PoolStripe.used_units > 0)).all()
+        assert sorted(used) == [50, 50]
+        assert rights_service.usage(session, pool=session.get_one(Pool, pool_id)).left_units == 900
+    reconciled(store)
+
+
 def test_single_grants_reach_the_limit_across_stripes_and_never_pass_it(store: Engine, hq: Principal) -> None:
     # given: 10 units over 4 stripes (3, 3, 2, 2)
     right_id, pool_id = make(store, hq, limit_units=10, stripes=4)

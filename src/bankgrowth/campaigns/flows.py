@@ -357,7 +357,8 @@ def _treat(
         return
     now = utcnow()
     granted = refused = 0
-    messages: list[dict[str, Any]] = []
+    fields = ("key", "customer_id", "arm", "channel", "variables", "status", "reason")
+    messages: dict[str, list[Any]] = {name: [] for name in fields}
     source = Source("campaign", campaign.code)
     pool = session.get(Pool, pool_id) if pool_id is not None else None
     by_arm: dict[str, list[dict[str, Any]]] = {}
@@ -390,32 +391,29 @@ def _treat(
             reached &= ok  # a customer is told of a right only if it reached them
         if plan.arm.message is None:
             continue
-        for r in members:
-            if r["customer_id"] not in reached:
-                continue
-            channel = r["best_channel"] if plan.arm.channel == "best" else str(plan.arm.channel)
-            consent = bool(r["consent"])
-            messages.append(
-                {
-                    "key": f"cmp{campaign.id}:{r['customer_id']}:msg",
-                    "campaign_id": campaign.id,
-                    "arm": arm_name,
-                    "customer_id": str(r["customer_id"]),
-                    "channel": channel or "sms",
-                    "lang": "zh",
-                    "variables": {
-                        **plan.variables,
-                        "surname": r["surname"] or "",
-                        "branch": branches.get(r["branch_id"] or "", ""),
-                    },
-                    "status": "queued" if consent else "suppressed",
-                    "reason": "" if consent else "no_consent",
-                    "not_before": at,
-                    "attempts": 0,
-                    "created_at": now,
-                }
-            )
-    statuses = [s for (s,) in bulk.insert_rows(session, Message, messages, conflict=["key"], returning=["status"])]
+        told = [r for r in members if r["customer_id"] in reached]
+        best = plan.arm.channel == "best"
+        consented = [bool(r["consent"]) for r in told]
+        messages["key"] += [f"cmp{campaign.id}:{r['customer_id']}:msg" for r in told]
+        messages["customer_id"] += [str(r["customer_id"]) for r in told]
+        messages["arm"] += [arm_name] * len(told)
+        messages["channel"] += [(r["best_channel"] if best else str(plan.arm.channel)) or "sms" for r in told]
+        messages["variables"] += [
+            {**plan.variables, "surname": r["surname"] or "", "branch": branches.get(r["branch_id"] or "", "")}
+            for r in told
+        ]
+        messages["status"] += ["queued" if c else "suppressed" for c in consented]
+        messages["reason"] += ["" if c else "no_consent" for c in consented]
+    columns: dict[str, list[Any] | bulk.Same] = {
+        **messages,
+        "campaign_id": bulk.Same(campaign.id),
+        "lang": bulk.Same("zh"),
+        "not_before": bulk.Same(at),
+        "attempts": bulk.Same(0),
+        "created_at": bulk.Same(now),
+    }
+    returned = bulk.insert_columns(session, Message, columns, conflict=["key"], returning=["status"])
+    statuses = [s for (s,) in returned]
     inserted = len(statuses)
     suppressed = sum(1 for s in statuses if s == "suppressed")
     session.execute(

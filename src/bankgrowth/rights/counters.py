@@ -195,11 +195,17 @@ def _rebalance_and_add(session: Session, pool: Pool, period: date, units: int, f
 def take_up_to(session: Session, pool: Pool, period: date, *, count: int, units_each: int, fen_each: int) -> int:
     """Spend room for as many as possible of ``count`` equal grants (a batch); returns how many fit.
 
-    The stripes are locked in key order and the room is taken stripe by stripe, each update still
-    conditional, so a concurrent single grant sees a consistent counter."""
+    First the whole batch on one free stripe with room for it, without waiting (as a single grant
+    does), so two batches of one pool — a campaign's parallel executors — hold different stripes
+    and do not queue on each other until their commits. When no free stripe has that room (the
+    pool is nearly spent, or every such stripe is busy), the stripes are locked in key order and
+    the room is taken stripe by stripe, each update still conditional, so a concurrent single
+    grant sees a consistent counter."""
     if count <= 0:
         return 0
     if units_each == 0 and fen_each == 0:
+        return count
+    if _add_to_a_free_stripe(session, pool, period, count * units_each, count * fen_each):
         return count
     stripes = _locked_stripes(session, pool.id, period)
     if not stripes:

@@ -161,27 +161,26 @@ def grant_many(
     # budget lock, so no lock cycle can form. Rows are inserted in key order, so two batches sharing
     # keys wait for each other in one order.
     expires_at = expiry_of(right, at)
-    rows = [
-        {
-            "customer_id": requests[i].customer_id,
-            "right_id": right.id,
-            "pool_id": pool.id,
-            "org_id": pool.org_id,
-            "units": requests[i].quantity,
-            "remaining": requests[i].quantity,
-            "status": "active",
-            "source_type": source.type,
-            "source_id": source.id,
-            "grant_key": requests[i].key,
-            "period_start": period,
-            "granted_at": at,
-            "expires_at": expires_at,
-        }
-        for i in sorted(todo, key=lambda i: requests[i].key)
-    ]
+    order = sorted(todo, key=lambda i: requests[i].key)
     claimed: dict[str, int] = {}
-    if rows:
-        inserted = bulk.insert_rows(session, Holding, rows, conflict=["grant_key"], returning=["grant_key", "id"])
+    if order:
+        quantities = [requests[i].quantity for i in order]
+        holding: dict[str, list[Any] | bulk.Same] = {
+            "grant_key": [requests[i].key for i in order],
+            "customer_id": [requests[i].customer_id for i in order],
+            "units": quantities,
+            "remaining": quantities,
+            "right_id": bulk.Same(right.id),
+            "pool_id": bulk.Same(pool.id),
+            "org_id": bulk.Same(pool.org_id),
+            "status": bulk.Same("active"),
+            "source_type": bulk.Same(source.type),
+            "source_id": bulk.Same(source.id),
+            "period_start": bulk.Same(period),
+            "granted_at": bulk.Same(at),
+            "expires_at": bulk.Same(expires_at),
+        }
+        inserted = bulk.insert_columns(session, Holding, holding, conflict=["grant_key"], returning=["grant_key", "id"])
         claimed = {key: hid for key, hid in inserted}
     lost = [i for i in todo if requests[i].key not in claimed]
     if lost:  # granted before, or meanwhile by a concurrent retry of the same key
@@ -261,32 +260,31 @@ def grant_many(
             .values(code=code.code)
             .execution_options(synchronize_session=False)
         )
-    entries = []
     for i in todo:
         r = requests[i]
         results[i] = GrantResult(r.key, r.customer_id, "granted", claimed[r.key])
-        entries.append(
-            {
-                "idempotency_key": r.key,
-                "kind": "grant",
-                "at": at,
-                "customer_id": r.customer_id,
-                "right_id": right.id,
-                "holding_id": claimed[r.key],
-                "pool_id": pool.id,
-                "period_start": period,
-                "units": r.quantity,
-                "pool_units": r.quantity,
-                "pool_fen": r.quantity * right.unit_cost_fen,
-                "cost_fen": r.quantity * right.unit_cost_fen,
-                "org_id": pool.org_id,
-                "source_type": source.type,
-                "source_id": source.id,
-                "actor": actor,
-                "reason": reason,
-            }
-        )
-    bulk.insert_rows(session, LedgerEntry, entries)
+    units = [requests[i].quantity for i in todo]
+    fen = [q * right.unit_cost_fen for q in units]
+    entries: dict[str, list[Any] | bulk.Same] = {
+        "idempotency_key": [requests[i].key for i in todo],
+        "customer_id": [requests[i].customer_id for i in todo],
+        "holding_id": [claimed[requests[i].key] for i in todo],
+        "units": units,
+        "pool_units": units,
+        "pool_fen": fen,
+        "cost_fen": fen,
+        "kind": bulk.Same("grant"),
+        "at": bulk.Same(at),
+        "right_id": bulk.Same(right.id),
+        "pool_id": bulk.Same(pool.id),
+        "period_start": bulk.Same(period),
+        "org_id": bulk.Same(pool.org_id),
+        "source_type": bulk.Same(source.type),
+        "source_id": bulk.Same(source.id),
+        "actor": bulk.Same(actor),
+        "reason": bulk.Same(reason),
+    }
+    bulk.insert_columns(session, LedgerEntry, entries)
     session.flush()
     out = []
     for i, r in enumerate(requests):
