@@ -2,6 +2,7 @@
 DuckDB SQL and pandas doing the same work, in the same run, on the same warehouse.
 
     python -m benchmarks.insight [--warehouse /tmp/bankgrowth-bench/validated.duckdb] [--as-of 2026-10-31]
+                                 [--repeat 2] [--variants sql ibis pandas full incremental]
 
 The warehouse is the one ``python -m benchmarks.run`` loads (2M customers / 50M transactions by
 default). Each variant materialises a table of (customer_id, stage, rfm_r, rfm_f, rfm_m, rfc_c);
@@ -18,6 +19,7 @@ import json
 import multiprocessing as mp
 import resource
 import time
+from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 from queue import Empty
@@ -33,6 +35,7 @@ SUBSET = (
     "first_txn_in_winback",
     "contribution_365d",
 )
+VARIANTS = ("sql", "ibis", "pandas", "full", "incremental")
 OUT_COLUMNS = ["customer_id", "stage", "rfm_r", "rfm_f", "rfm_m", "rfc_c"]
 
 SQL = """
@@ -250,24 +253,33 @@ def run_variant(variant: str, args: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _same(args: dict[str, Any]) -> dict[str, bool]:
+def _same(args: dict[str, Any], variants: Sequence[str]) -> dict[str, bool]:
     import duckdb
 
     con = duckdb.connect(args["warehouse"], read_only=True)
     cols = ", ".join(OUT_COLUMNS)
     pandas_file = Path(args["warehouse"]).with_name("bench_pandas.parquet")
-    con.execute(f"ATTACH '{nightly(args, 'full')}' AS f (READ_ONLY)")
-    con.execute(f"ATTACH '{nightly(args, 'incremental')}' AS i (READ_ONLY)")
-    checks = {
-        "ibis == sql": f"SELECT {cols} FROM bench_ibis EXCEPT SELECT {cols} FROM bench_sql",
-        "sql == ibis": f"SELECT {cols} FROM bench_sql EXCEPT SELECT {cols} FROM bench_ibis",
-        "pandas == sql": f"SELECT {cols} FROM read_parquet('{pandas_file}') EXCEPT SELECT {cols} FROM bench_sql",
-        "full run == sql": f"SELECT {cols} FROM f.bench_full EXCEPT SELECT {cols} FROM bench_sql",
-    }
-    both = "(SELECT * FROM {a} EXCEPT ALL SELECT * FROM {b}) UNION ALL (SELECT * FROM {b} EXCEPT ALL SELECT * FROM {a})"
-    checks["incremental == full (every column)"] = both.format(a="i.bench_incremental", b="f.bench_full")
-    checks["state == full state"] = both.format(a="i.tag_window_counts", b="f.tag_window_counts")
-    checks["transitions == full transitions"] = both.format(a="i.lifecycle_transitions", b="f.lifecycle_transitions")
+    ran = set(variants)
+    checks = {}
+    if {"sql", "ibis"} <= ran:
+        checks["ibis == sql"] = f"SELECT {cols} FROM bench_ibis EXCEPT SELECT {cols} FROM bench_sql"
+        checks["sql == ibis"] = f"SELECT {cols} FROM bench_sql EXCEPT SELECT {cols} FROM bench_ibis"
+    if {"sql", "pandas"} <= ran:
+        checks["pandas == sql"] = (
+            f"SELECT {cols} FROM read_parquet('{pandas_file}') EXCEPT SELECT {cols} FROM bench_sql"
+        )
+    if "full" in ran:
+        con.execute(f"ATTACH '{nightly(args, 'full')}' AS f (READ_ONLY)")
+        if "sql" in ran:
+            checks["full run == sql"] = f"SELECT {cols} FROM f.bench_full EXCEPT SELECT {cols} FROM bench_sql"
+    if {"full", "incremental"} <= ran:
+        con.execute(f"ATTACH '{nightly(args, 'incremental')}' AS i (READ_ONLY)")
+        both = "(SELECT * FROM {a} EXCEPT ALL SELECT * FROM {b}) UNION ALL (SELECT * FROM {b} EXCEPT ALL SELECT * FROM {a})"
+        checks["incremental == full (every column)"] = both.format(a="i.bench_incremental", b="f.bench_full")
+        checks["state == full state"] = both.format(a="i.tag_window_counts", b="f.tag_window_counts")
+        checks["transitions == full transitions"] = both.format(
+            a="i.lifecycle_transitions", b="f.lifecycle_transitions"
+        )
     out = {name: con.execute(f"SELECT count(*) FROM ({q})").fetchone()[0] == 0 for name, q in checks.items()}  # type: ignore[index]
     con.close()
     return out
@@ -278,27 +290,30 @@ def main() -> None:
     parser.add_argument("--warehouse", default="/tmp/bankgrowth-bench/validated.duckdb")
     parser.add_argument("--as-of", default="2026-10-31")
     parser.add_argument("--repeat", type=int, default=2, help="runs of each variant; the best is kept")
+    parser.add_argument(
+        "--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="a subset to run (default: all)"
+    )
     a = parser.parse_args()
     args = {"warehouse": a.warehouse, "as_of": a.as_of}
     results: dict[str, dict[str, Any]] = {}
     run_variant("prepare", args)
     print("prepared: the day before run in full on a copy")
-    for variant in ("sql", "ibis", "pandas", "full", "incremental"):
+    for variant in a.variants:
         runs = [run_variant(variant, args) for _ in range(a.repeat)]
         results[variant] = min(runs, key=lambda r: r["seconds"])
         print(
             f"{variant:>6}: {results[variant]['seconds']:6.1f} s, peak memory {results[variant]['peak_rss_mib']:,.0f} MiB"
         )
-    sql = results["sql"]["seconds"]
-    print(f"ratio ibis / hand-written SQL (lifecycle + RFM): {results['ibis']['seconds'] / sql:.2f}")
-    print(f"ratio pandas / hand-written SQL: {results['pandas']['seconds'] / sql:.2f}")
-    print(
-        f"ratio full nightly run (all tags) / hand-written SQL of lifecycle + RFM: {results['full']['seconds'] / sql:.2f}"
-    )
-    print(
-        f"ratio incremental daily run / full run: {results['incremental']['seconds'] / results['full']['seconds']:.2f}"
-    )
-    same = _same(args)
+    ratios = {
+        "ibis / hand-written SQL (lifecycle + RFM)": ("ibis", "sql"),
+        "pandas / hand-written SQL": ("pandas", "sql"),
+        "full nightly run (all tags) / hand-written SQL of lifecycle + RFM": ("full", "sql"),
+        "incremental daily run / full run": ("incremental", "full"),
+    }
+    for label, (a_, b_) in ratios.items():
+        if a_ in results and b_ in results:
+            print(f"ratio {label}: {results[a_]['seconds'] / results[b_]['seconds']:.2f}")
+    same = _same(args, a.variants)
     print("identical results: " + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in same.items()))
     for name in ("prev", "full", "incremental"):
         nightly(args, name).unlink(missing_ok=True)

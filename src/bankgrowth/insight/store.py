@@ -209,7 +209,10 @@ def write_version(
     written to ``scratch`` first; then, in one transaction, the customers' open rows are closed
     and theirs inserted. Returns (customers in the version, rows written)."""
     columns = base_columns(tags)
-    con.create_table(scratch, rows.select("customer_id", *columns), overwrite=True)
+    # a day's changed rows go through a temporary table (in memory, not logged: they are written
+    # once, into the history); a complete version's 2M rows through a table that can spill
+    temp = not complete and con.name == "duckdb"
+    con.create_table(scratch, rows.select("customer_id", *columns), overwrite=True, temp=temp)
     _ensure_history(con, scratch)
     names = ", ".join(f'"{c}"' for c in columns)
     which = "" if complete else f" AND customer_id IN (SELECT customer_id FROM {scratch})"
