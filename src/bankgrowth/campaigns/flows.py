@@ -269,7 +269,7 @@ def execute(
                         found.done_at = utcnow()
                         treated = len(chunk)
                     break
-                except OperationalError as exc:  # a deadlock with another campaign's grants: rolled back
+                except OperationalError as exc:  # a deadlock with another batch's grants: rolled back
                     if "deadlock" not in str(exc).lower() or attempt == DEADLOCK_RETRIES - 1:
                         raise
                     time.sleep(0.05 * (attempt + 1))

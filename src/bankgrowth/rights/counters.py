@@ -9,8 +9,10 @@ The rules, kept here and nowhere else:
   different rows instead of queueing on one hot row; the stripes' limits add up to the pool's, so
   the pool can never be overspent;
 - a transaction waits for a stripe only when it takes all of a pool's stripes, in key order (to
-  move room between them or to take a batch at once); otherwise it picks a stripe no one holds
-  (``SKIP LOCKED``). Every flow takes its locks in one order: the key it claims (holding, order),
+  move room between them, or for a batch no single free stripe has room for); otherwise it picks
+  a stripe no one holds (``SKIP LOCKED``). A transaction that already holds one stripe and then
+  needs all of them can meet another doing the same: PostgreSQL reports the deadlock and the
+  campaign executor retries its batch. Every flow takes its locks in one order: the key it claims (holding, order),
   then cap rows (in customer order), then stripes (pools in id order) — so no cycle can form;
 - every row also carries a CHECK constraint (``used <= limit``, ``n >= 0``): a mistake here would
   fail loudly in the database rather than overspend.
