@@ -69,7 +69,8 @@ def window_counts(
     for tag in counted(tags):
         assert tag.agg is not None
         table = sources[table_of(tag.source)]
-        part = counts_by_value(table.filter(tag.agg.rows(replace(ctx, t=table), TIME_COLUMN[tag.source])), tag, ctx)
+        read = tag.agg.rows(replace(ctx, t=table), TIME_COLUMN[tag.source])
+        part = counts_by_value(table if read is None else table.filter(read), tag, ctx)
         if customers is not None:
             part = part.filter(part.customer_id.isin(customers.customer_id))
         parts.append(part)
@@ -142,7 +143,7 @@ def finish(wide: ir.Table, tags: Sequence[Tag], ctx: Ctx) -> ir.Table:
     if derived:
         c = replace(ctx, t=wide)
         wide = wide.mutate(**{t.name: t.value(c) for t in derived})
-    return wide.mutate(stage=stage_expr(wide, ctx.end, ctx.th))
+    return wide.mutate(stage=stage_expr(wide, ctx.end, ctx.th, ctx.engine))
 
 
 PROFILE_COLUMNS: tuple[str, ...] = tuple(c.name for c in CUSTOMERS.columns if not c.pii and c.name != "customer_id")
@@ -221,7 +222,6 @@ def build_tags(
     timezone: str = "Asia/Shanghai",
     thresholds: Thresholds | None = None,
     tags: Sequence[Tag] = BUILTIN_TAGS,
-    scratch: str | None = None,
     state: str | None = None,
 ) -> ir.Table:
     """The wide tag table (customer_id, every tag, stage, value scores) as of the end of ``as_of``,
@@ -229,13 +229,8 @@ def build_tags(
     other engines) must equal.
 
     The value scores read the per-customer table twice (ranked among active customers, joined
-    back). Given a ``scratch`` table name, that table is written there first — so the engine
-    aggregates the transactions once — and the caller drops it after materialising the result.
-    Without it the expression stays lazy and the engine may compute the aggregation twice.
+    back). Ibis compiles that table once, as a common table expression, and DuckDB materialises a
+    CTE that is read twice — so the transactions are aggregated once, in the same statement.
     """
     base, ctx = build_base(con, as_of, timezone=timezone, thresholds=thresholds, tags=tags, state=state)
-    wide = present(base, tags, ctx)
-    if scratch is not None:
-        con.create_table(scratch, wide, overwrite=True)
-        wide = con.table(scratch)
-    return with_value_scores(wide)
+    return with_value_scores(present(base, tags, ctx))

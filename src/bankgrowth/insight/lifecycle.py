@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING
 import ibis
 import ibis.expr.types as ir
 
+from bankgrowth.warehouse.timeutil import epoch_seconds
+
 if TYPE_CHECKING:
     from bankgrowth.config import Settings
 
@@ -66,14 +68,15 @@ class Thresholds:
         return cls(settings.at_risk_days, settings.churn_days, settings.super_user_txns, settings.winback_days)
 
 
-def stage_expr(w: ir.Table, end: ir.TimestampScalar, th: Thresholds) -> ir.StringValue:
-    """The stage of each row of ``w``, a per-customer table with the inputs below.
+def stage_expr(w: ir.Table, end: ir.TimestampScalar, th: Thresholds, engine: str = "") -> ir.StringValue:
+    """The stage of each row of ``w``, a per-customer table with the inputs below; ``engine`` is
+    the backend's name (``con.name``), for the fastest spelling of a gap in seconds.
 
     Inputs: ``bindings_ever`` and ``bindings_live`` (counts), ``last_txn_at``, ``txn_count_365d``,
     ``last_txn_before_winback`` and ``first_txn_in_winback`` (timestamps, null when none).
     """
     day = ibis.interval(days=1)
-    gap_from_return = w.first_txn_in_winback.delta(w.last_txn_before_winback, unit="second")
+    gap_from_return = epoch_seconds(w.first_txn_in_winback, engine) - epoch_seconds(w.last_txn_before_winback, engine)
     returned = (
         w.first_txn_in_winback.notnull()
         & w.last_txn_before_winback.notnull()

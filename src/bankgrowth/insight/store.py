@@ -144,7 +144,7 @@ def stages(con: BaseBackend, day: date) -> ir.Table:
     base = stored_rows(con, day)
     end = ibis.literal(end_of_day(day, version["timezone"]), type="timestamp('UTC')")
     th = Thresholds(**json.loads(version["thresholds"]))
-    return base.select("customer_id", stage=stage_expr(base, end, th))
+    return base.select("customer_id", stage=stage_expr(base, end, th, con.name))
 
 
 def _sql(con: BaseBackend, *statements: str) -> None:
