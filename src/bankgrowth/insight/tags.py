@@ -28,7 +28,7 @@ import ibis.expr.types as ir
 
 from bankgrowth.insight.lifecycle import Thresholds
 from bankgrowth.warehouse.schema import MERCHANT_CATEGORY_NEED
-from bankgrowth.warehouse.timeutil import local_day_number, local_hour, local_weekday
+from bankgrowth.warehouse.timeutil import epoch_seconds, local_day_number, local_hour, local_weekday
 
 Category = Literal[
     "clothing",
@@ -199,8 +199,10 @@ def _share(part: str, whole: str) -> Callable[[Ctx], ir.Value]:
     return lambda c: ibis.ifelse(c.t[whole] > 0, c.t[part].cast("float64") / c.t[whole], None)
 
 
-def _days_between(later: ir.TimestampScalar, earlier: ir.TimestampValue) -> ir.IntegerValue:
-    return (later.delta(earlier, unit="second") // 86_400).cast("int64")
+def _days_between(later: ir.TimestampScalar, earlier: ir.TimestampValue, engine: str) -> ir.IntegerValue:
+    """Whole days (of 86,400 s) from ``earlier`` to ``later``; the difference of epoch seconds
+    rather than a timestamp delta, which DuckDB computes through its calendar for every row."""
+    return (epoch_seconds(later, engine) - epoch_seconds(earlier, engine)) // 86_400
 
 
 def _builtin() -> list[Tag]:
@@ -713,7 +715,7 @@ def _builtin() -> list[Tag]:
         "statistical",
         "int",
         "derived",
-        lambda c: _days_between(c.end, c.t.last_txn_at),
+        lambda c: _days_between(c.end, c.t.last_txn_at, c.engine),
         unit="day",
     )
     tag(
@@ -725,7 +727,7 @@ def _builtin() -> list[Tag]:
         "statistical",
         "int",
         "derived",
-        lambda c: _days_between(c.end, c.t.first_bound_at),
+        lambda c: _days_between(c.end, c.t.first_bound_at, c.engine),
         unit="day",
     )
     tag(
