@@ -14,7 +14,7 @@ from bankgrowth.demo import DemoResult
 from bankgrowth.evaluation.campaigns import TrueEffect
 from bankgrowth.evaluation.lifecycle import Agreement
 from bankgrowth.insight.service import CustomerView, Matrix, RunReport, StageCount, TagStats
-from bankgrowth.measurement.campaign import Results
+from bankgrowth.measurement.campaign import Cell, Results
 from bankgrowth.measurement.kpi import BankSummary
 from bankgrowth.warehouse.ingest import LoadReport
 from bankgrowth.warehouse.simulator import SimulationResult
@@ -261,6 +261,13 @@ def _goal_value(metric: str, diff: float) -> str:
     return f"{diff:+.3f}"
 
 
+def _cell(metric: str, c: Cell) -> str:
+    """One group's goal lift with its interval and (treated/control) sizes, in the goal's unit."""
+    assert c.lift is not None
+    low, high = _goal_value(metric, c.lift.ci_low), _goal_value(metric, c.lift.ci_high)
+    return f"{c.value} {_goal_value(metric, c.lift.diff)} [{low}, {high}] (n={_n(c.n_treatment)}/{_n(c.n_control)})"
+
+
 def campaign_results(console: Console, res: Results, truth: dict[str, TrueEffect]) -> None:
     goal = res.goal
     title = (
@@ -324,15 +331,10 @@ def campaign_results(console: Console, res: Results, truth: dict[str, TrueEffect
             f"¥{arm.redeemed_cost_yuan:,} redeemed; ROI {roi}",
             highlight=False,
         )
-        cells = [c for c in arm.by_stage if c.lift is not None]
-        if cells:
-            console.print(
-                "  by stage: "
-                + "; ".join(
-                    f"{c.value} {c.lift.diff:+.3g} (n={_n(c.n_treatment)}/{_n(c.n_control)})" for c in cells if c.lift
-                ),
-                highlight=False,
-            )
+        for label, breakdown in (("by stage", arm.by_stage), ("by institution", arm.by_institution)):
+            parts = [_cell(goal.metric, c) for c in breakdown if c.lift is not None]
+            if parts:
+                console.print(f"  {label}: " + "; ".join(parts), highlight=False)
     if res.messages:
         console.print(
             "  messages: " + ", ".join(f"{k} {_n(v)}" for k, v in sorted(res.messages.items())), highlight=False
