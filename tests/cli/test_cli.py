@@ -93,6 +93,7 @@ def test_demo_prints_the_bank_summary(tmp_path: Path) -> None:
         "CUPED",
         "narrower",
         "super users 超级用户",
+        "more than 20 transactions in 365 days, in any lifecycle stage",  # why it differs from the stage
         "Transactions by day",
         "vouchers redeemed",
     ):

@@ -119,6 +119,11 @@ def bank_summary(console: Console, s: BankSummary) -> None:
     head.add_row("amount 交易金额", _yuan(s.amount_yuan), "")
     head.add_row("withdrawn back to cards 提现回流", _yuan(s.withdrawal_yuan), "")
     console.print(head)
+    console.print(
+        f"  super users: more than {s.super_user_txns} transactions in 365 days, in any lifecycle stage "
+        "(the 超级用户 stage also needs a live binding and a recent transaction)",
+        highlight=False,
+    )
     inst = Table(title="By institution 按支付机构", title_justify="left")
     for col in ("institution", "transactions", "share", "", "amount", "customers"):
         inst.add_column(col, justify="left" if col in ("institution", "") else "right", no_wrap=True)

@@ -51,6 +51,7 @@ class BankSummary:
     withdrawal_yuan: Decimal  # money withdrawn from wallets back to cards (提现回流)
     by_institution: list[InstitutionRow]
     by_day: list[DayRow]  # the last ``DAYS`` business days up to as_of, oldest first, days without any included
+    super_user_txns: int  # the threshold ``super_users`` counts above
 
 
 def _yuan(fen: int | None) -> Decimal:
@@ -72,7 +73,7 @@ def bank_summary(con: BaseBackend, *, timezone: str = "Asia/Shanghai", super_use
     last = txns.txn_at.max().to_pyarrow().as_py()
     n_customers = int(customers.count().to_pyarrow().as_py())
     if last is None:
-        return BankSummary(None, n_customers, 0, 0, 0, 0, 0, Decimal("0.00"), Decimal("0.00"), [], [])
+        return BankSummary(None, n_customers, 0, 0, 0, 0, 0, Decimal("0.00"), Decimal("0.00"), [], [], super_user_txns)
     as_of = last.astimezone(tz).date()
     end = datetime.combine(as_of + timedelta(days=1), time(), tz)
     live = bindings.filter((bindings.bound_at < end) & (bindings.unbound_at.isnull() | (bindings.unbound_at >= end)))
@@ -146,4 +147,5 @@ def bank_summary(con: BaseBackend, *, timezone: str = "Asia/Shanghai", super_use
         withdrawal_yuan=_yuan(totals["withdrawal"]),
         by_institution=rows,
         by_day=by_day,
+        super_user_txns=super_user_txns,
     )
