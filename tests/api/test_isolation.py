@@ -285,7 +285,9 @@ def test_branch_aggregates_count_only_the_branch(world: World) -> None:
     assert total_hq == sum(len(v) for v in world.customers.values()) + _others(world)
     assert sum(s["customers"] for s in a) == len(world.customers["A"])
     assert grid_a["total"] == len(world.customers["A"])
-    assert world.call("GET", "/api/v1/tags/txn_count_30d", "a_admin").json()["rows"] == len(world.customers["A"])
+    tag_a = world.call("GET", "/api/v1/tags/txn_count_30d", "a_admin").json()
+    assert tag_a["rows"] == len(world.customers["A"])
+    assert sum(b["customers"] for b in tag_a["histogram"]) == len(world.customers["A"])  # the chart too
 
 
 def _others(world: World) -> int:

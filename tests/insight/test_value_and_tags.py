@@ -7,9 +7,11 @@ from datetime import date
 
 import ibis
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bankgrowth.insight import service, store
-from bankgrowth.insight.service import CATALOG
+from bankgrowth.insight.service import CATALOG, histogram_edges
 from bankgrowth.insight.tags import BUILTIN_TAGS
 from bankgrowth.insight.value import SEGMENTS, segment_expr, segment_of
 from bankgrowth.warehouse import engine
@@ -109,6 +111,54 @@ def test_catalog_coverage_and_grid(insight_run) -> None:
     grid = service.grid(con)
     assert grid.total() == stats["stage"].rows
     assert grid.counts.get(("unbound", "high"), 0) == 0  # no transactions, no value
+
+
+def test_a_numeric_tag_shows_its_histogram(insight_run) -> None:
+    # given: a count with a long tail, an amount in fen, an age and a share
+    con, *_ = insight_run
+    names = ["txn_count_365d", "txn_amount_365d", "age", "weekend_share_90d"]
+    values = store.tags_table(con).select(*names).to_pandas()
+    for name in names:
+        # when
+        [stats] = service.catalog(con, names=[name])
+        bins = stats.histogram
+        # then: the bins follow each other, and each holds exactly the customers in its range
+        column = values[name].dropna()
+        assert bins and all(a.high == b.low for a, b in itertools.pairwise(bins)), name
+        assert sum(b.customers for b in bins) == len(column) == round(stats.coverage * stats.rows)
+        for i, b in enumerate(bins):
+            inside = (column >= b.low) & ((column < b.high) | ((i == len(bins) - 1) & (column <= b.high)))
+            assert b.customers == int(inside.sum()), (name, b)
+        assert len(bins) <= 12
+    # and: a long tail starts with a bin of zero alone; amounts step from ¥1 (100 fen)
+    [count] = service.catalog(con, names=["txn_count_365d"])
+    [amount] = service.catalog(con, names=["txn_amount_365d"])
+    assert (count.histogram[0].low, count.histogram[0].high) == (0, 1)
+    assert [b.low for b in amount.histogram[:3]] == [0, 1, 100]
+    # and: the whole catalog leaves histograms out (one pass over the version)
+    assert not any(s.histogram for s in service.catalog(con))
+
+
+@given(
+    st.floats(-1e6, 1e9, allow_nan=False),
+    st.floats(0, 1e9, allow_nan=False),
+    st.floats(0, 1),
+    st.booleans(),
+    st.sampled_from([1.0, 100.0]),
+)
+def test_histogram_edges_cover_the_range_in_a_few_bins(lo, span, where, integer, first) -> None:  # type: ignore[no-untyped-def]
+    # given: any range of values and a median inside it
+    if integer:
+        lo, span = float(round(lo)), float(round(span))
+    hi = lo + span
+    median = lo + where * span
+    # when
+    edges = histogram_edges(lo, hi, median, integer=integer, first=first)
+    # then: ascending, from at or below the smallest value to above the largest (or at it, for the
+    # last bin of non-whole values, which holds it), in 1 to 12 bins
+    assert all(a < b for a, b in itertools.pairwise(edges)), edges
+    assert edges[0] <= lo and (edges[-1] > hi or (not integer and edges[-1] >= hi)), edges
+    assert 1 <= len(edges) - 1 <= 12, edges
 
 
 def test_customer_view_masks_personal_data(insight_run) -> None:

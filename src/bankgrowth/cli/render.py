@@ -411,7 +411,17 @@ def tag_detail(console: Console, s: TagStats) -> None:
         + ("" if s.nonzero is None else f"; non-zero {s.nonzero:.1%}")
     )
     if s.summary:
-        console.print("  ".join(f"{k} {_num(v)}" for k, v in s.summary.items()), highlight=False)
+        console.print("  ".join(f"{k} {_num(v, t.unit)}" for k, v in s.summary.items()), highlight=False)
+    if s.histogram:
+        table = Table(show_edge=False)
+        table.add_column("range" if t.dtype == "int" else "range (low ≤ value < high)")
+        table.add_column("customers", justify="right")
+        table.add_column("share", justify="right")
+        table.add_column("")
+        for b in s.histogram:
+            share = b.customers / s.rows if s.rows else 0
+            table.add_row(_range(b.low, b.high, t.dtype == "int", t.unit), _n(b.customers), f"{share:.1%}", _bar(share))
+        console.print(table)
     if s.top:
         table = Table(show_edge=False)
         table.add_column("value")
@@ -424,12 +434,25 @@ def tag_detail(console: Console, s: TagStats) -> None:
         console.print(table)
 
 
-def _num(v: Any) -> str:
+def _num(v: Any, unit: str = "") -> str:
+    if unit == "fen" and isinstance(v, int | float):
+        return f"¥{v / 100:,.2f}"
     if isinstance(v, float):
         return f"{v:,.2f}"
     if isinstance(v, int):
         return f"{v:,}"
     return str(v)
+
+
+def _range(low: float, high: float, integer: bool, unit: str) -> str:
+    """A bin's label: whole numbers inclusive (``2–4``, or ``3`` for a bin of one value), other
+    values as ``low–high`` with the high edge excluded; amounts in fen as yuan."""
+    if integer:
+        first, last = int(low), int(high) - 1
+        if unit == "fen":
+            return f"¥{first / 100:,.2f}" if first == last else f"¥{first / 100:,.2f}–{last / 100:,.2f}"
+        return f"{first:,}" if first == last else f"{first:,}–{last:,}"
+    return f"{low:,.6g}–{high:,.6g}"
 
 
 def customer(console: Console, view: CustomerView) -> None:

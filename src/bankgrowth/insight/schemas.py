@@ -37,12 +37,21 @@ class TagRead(BaseModel):
     refresh: str
 
 
+class BinRead(BaseModel):
+    """Customers whose value is at least ``low`` and below ``high`` (in the tag's unit)."""
+
+    low: float
+    high: float
+    customers: int
+
+
 class TagStatsRead(TagRead):
     rows: int
     coverage: float
     nonzero: float | None
     summary: dict[str, Any]
     top: list[tuple[Any, int]]
+    histogram: list[BinRead] = []
 
 
 class CustomerViewRead(BaseModel):

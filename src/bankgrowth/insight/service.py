@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import math
 import time
 from dataclasses import dataclass, field, fields
 from datetime import date, timedelta
@@ -275,6 +276,60 @@ class TagStats:
     nonzero: float | None = None  # numeric and boolean tags: share with a non-zero / true value
     summary: dict[str, Any] = field(default_factory=dict)  # min, median, max, mean — numeric tags
     top: list[tuple[Any, int]] = field(default_factory=list)  # most common values — categorical tags
+    histogram: list[Bin] = field(default_factory=list)  # numeric tags, when one tag is asked for
+
+
+@dataclass(frozen=True)
+class Bin:
+    """Customers whose value is at least ``low`` and below ``high`` (see :func:`histogram_edges`)."""
+
+    low: float
+    high: float
+    customers: int
+
+
+def _nice(x: float) -> float:
+    """The smallest of 1, 2, 5 × 10^k at or above ``x`` (> 0)."""
+    power = 10.0 ** math.floor(math.log10(x))
+    return next(m * power for m in (1, 2, 5, 10) if m * power >= x * (1 - 1e-12))
+
+
+def histogram_edges(
+    lo: float, hi: float, median: float, *, integer: bool, first: float = 1.0, most: int = 12
+) -> list[float]:
+    """Ascending bin edges for values from ``lo`` to ``hi``, at most ``most`` bins; a value is in
+    the bin from edge ``i`` (included) to ``i + 1`` (excluded), except that the last bin of
+    non-whole values also holds ``hi`` itself.
+
+    Non-negative values with a long tail (the largest more than 20 times the median, and above
+    20 × ``first``: counts, amounts, days since) get 1-2-5 steps from ``first`` (100 for fen: ¥1)
+    — decades when those would be too many — after a bin of zero, so the many customers near zero
+    and the few very large ones both stay readable. Other values get equal bins of a round width."""
+    if lo >= 0 and hi > 20 * max(median, first):
+        steps = [first * m * 10.0**k for k in range(40) for m in (1, 2, 5)]
+        upto = [e for e in steps if e <= hi]
+        tail = [*upto, steps[len(upto)]]  # the first step above hi closes the last bin
+        if len(tail) >= most - 1:
+            decades = [first * 10.0**k for k in range(40)]
+            upto = [e for e in decades if e <= hi]
+            tail = [*upto, decades[len(upto)]][-(most - 2) :]
+        zero = [1.0] if integer and lo == 0 and tail[0] > 1 else []  # zero apart from small values
+        return [lo, *[e for e in zero + tail if e > lo]]
+    width = _nice((hi - lo) / 10) if hi > lo else 1.0
+    if integer:
+        width = max(width, 1.0)
+    start = math.floor(lo / width) * width
+    if start > lo:  # lo / width rounded to zero (a tiny negative lo)
+        start -= width
+    edges = [start]
+    for k in range(1, most + 2):
+        edge = round(start + k * width, 12)
+        if edge <= edges[-1]:  # a width below the values' float precision
+            break
+        edges.append(edge)
+        if edge > hi or (not integer and edge >= hi):
+            return edges
+    return [lo, math.nextafter(hi, math.inf)]  # one bin
 
 
 def catalog(
@@ -318,8 +373,23 @@ def catalog(
                 stats.summary[key] = row[f"{tag.name}__{key}"]
         if tag.dtype in ("string", "bool") and names is not None:
             stats.top = sorted(_pairs(t, tag.name), key=lambda kv: -kv[1])[:10]
+        if tag.dtype in ("int", "float") and names is not None and stats.summary.get("min") is not None:
+            stats.histogram = _histogram(t, tag, stats.summary)
         out.append(stats)
     return out
+
+
+def _histogram(t: ibis.Table, tag: Tag, summary: dict[str, Any]) -> list[Bin]:
+    """Customers per bin of :func:`histogram_edges` (empty bins included), in one pass."""
+    lo, hi, median = (float(summary[k]) for k in ("min", "max", "median"))
+    first = 100.0 if tag.unit == "fen" else 1.0
+    edges = histogram_edges(lo, hi, median, integer=tag.dtype == "int", first=first)
+    col = t[tag.name]
+    which = ibis.cases(*[(col >= e, i) for i, e in reversed(list(enumerate(edges[:-1])))], else_=None)
+    t = t.select(_bin=which)
+    t = t.filter(t._bin.notnull())
+    counts = dict(_pairs(t, "_bin"))
+    return [Bin(edges[i], edges[i + 1], counts.get(i, 0)) for i in range(len(edges) - 1)]
 
 
 def customer_or_raise(con: BaseBackend, customer_id: int, *, scope: Scope | None = None) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Path, Query
 from bankgrowth.api.deps import SessionDep, SettingsDep, WarehouseDep, allow
 from bankgrowth.insight import flows, service
 from bankgrowth.insight.schemas import (
+    BinRead,
     ChannelProfile,
     CustomerViewRead,
     MatrixRead,
@@ -86,6 +87,7 @@ def show_tag(
         nonzero=stats.nonzero,
         summary=stats.summary,
         top=stats.top,
+        histogram=[BinRead(low=b.low, high=b.high, customers=b.customers) for b in stats.histogram],
     )
 
 
