@@ -414,7 +414,7 @@ def tag_detail(console: Console, s: TagStats) -> None:
         console.print("  ".join(f"{k} {_num(v, t.unit)}" for k, v in s.summary.items()), highlight=False)
     if s.histogram:
         table = Table(show_edge=False)
-        table.add_column("range" if t.dtype == "int" else "range (low ≤ value < high)")
+        table.add_column("range" if t.dtype == "int" else "range (from, below; the last up to)")
         table.add_column("customers", justify="right")
         table.add_column("share", justify="right")
         table.add_column("")
