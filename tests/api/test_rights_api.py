@@ -67,6 +67,8 @@ def test_rights_end_to_end_through_the_api(fresh_world: World) -> None:
     a1, a2, a3 = [str(c) for c in w.customers["A"] if w.branch_of[c] == "B01-S01"][2:5]  # a_operator's sub-branch
     b1 = str(w.customers["B"][2])
 
+    # an amount beyond what a 64-bit column holds is refused as bad input, not a server error
+    call("POST", "/api/v1/rights", "hq_admin", 422, json={**_voucher("huge"), "face_value_fen": 2**70})
     # HQ builds the catalog and a budget; branch A gets part of it
     call("POST", "/api/v1/rights", "hq_admin", 201, json=_voucher("wx5"))
     call(

@@ -9,6 +9,7 @@ from typing import Self
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 CODE = r"^[A-Za-z0-9_.-]{1,64}$"
+BIG = 10**15  # the largest amount (¥10 trillion in fen) or count accepted: sums stay within 64 bits
 
 
 class RightKind(StrEnum):
@@ -37,11 +38,11 @@ class RightCreate(Model):
     name_en: str = Field(min_length=1, max_length=100)
     description: str = Field(default="", max_length=400)
     org_id: str | None = Field(default=None, description="Owner org; the caller's org when left out.")
-    face_value_fen: int | None = Field(default=None, ge=1, description="Voucher or coupon value in fen.")
-    min_spend_fen: int | None = Field(default=None, ge=0, description="Minimum spend for a voucher, in fen.")
+    face_value_fen: int | None = Field(default=None, ge=1, le=BIG, description="Voucher or coupon value in fen.")
+    min_spend_fen: int | None = Field(default=None, ge=0, le=BIG, description="Minimum spend for a voucher, in fen.")
     institution: str | None = Field(default=None, max_length=32, description="Voucher scope: e.g. wechat_pay.")
     merchant: str | None = Field(default=None, max_length=64, description="Voucher scope: one merchant.")
-    unit_cost_fen: int = Field(ge=0, description="The bank's cost per unit granted, in fen.")
+    unit_cost_fen: int = Field(ge=0, le=BIG, description="The bank's cost per unit granted, in fen.")
     valid_from: AwareDatetime | None = None
     valid_until: AwareDatetime | None = None
     valid_days: int | None = Field(default=None, ge=1, le=3660, description="Valid for this many days from grant.")
@@ -81,8 +82,10 @@ class PoolCreate(Model):
     name_zh: str = Field(min_length=1, max_length=100)
     name_en: str = Field(min_length=1, max_length=100)
     org_id: str | None = Field(default=None, description="Owner org; the caller's org when left out.")
-    limit_units: int | None = Field(default=None, ge=0, description="Units per period; none: no unit limit.")
-    limit_fen: int | None = Field(default=None, ge=0, description="Cost in fen per period; none: no money limit.")
+    limit_units: int | None = Field(default=None, ge=0, le=BIG, description="Units per period; none: no unit limit.")
+    limit_fen: int | None = Field(
+        default=None, ge=0, le=BIG, description="Cost in fen per period; none: no money limit."
+    )
     period: Period = Period.NONE
     stripes: int = Field(default=8, ge=1, le=256, description="Counter rows the limit is split over.")
 
@@ -118,8 +121,8 @@ class PoolUsage(Model):
 
 class Allocation(Model):
     to_pool: str = Field(pattern=CODE, description="The branch pool that receives the budget.")
-    units: int = Field(default=0, ge=0)
-    fen: int = Field(default=0, ge=0)
+    units: int = Field(default=0, ge=0, le=BIG)
+    fen: int = Field(default=0, ge=0, le=BIG)
     key: str = Field(min_length=1, max_length=100, description="Idempotency key of this allocation.")
 
 
@@ -133,7 +136,7 @@ class GrantCreate(Model):
     source_id: str = Field(default="api", min_length=1, max_length=64)
     reason: str = Field(default="", max_length=200)
     per_customer_limit: int | None = Field(
-        default=None, ge=1, description="At most this many of the right per customer."
+        default=None, ge=1, le=BIG, description="At most this many of the right per customer."
     )
 
 
@@ -161,7 +164,7 @@ class HoldingRead(Model):
 
 class RedeemCreate(Model):
     holding_id: int = Field(ge=1, le=2**62)
-    units: int = Field(default=1, ge=1)
+    units: int = Field(default=1, ge=1, le=BIG)
     key: str = Field(min_length=1, max_length=128, description="Idempotency key, e.g. the payment's order number.")
     reason: str = Field(default="", max_length=200)
 
@@ -184,8 +187,8 @@ class CodesImported(Model):
 
 
 class PricePoint(Model):
-    price_fen: int = Field(ge=1, description="A price the draw can give, in fen.")
-    weight: int = Field(ge=1, description="Relative chance of this price (an integer, so the table is exact).")
+    price_fen: int = Field(ge=1, le=BIG, description="A price the draw can give, in fen.")
+    weight: int = Field(ge=1, le=BIG, description="Relative chance of this price (an integer, so the table is exact).")
 
 
 class BundleItem(Model):
@@ -199,10 +202,10 @@ class ProductCreate(Model):
     name_zh: str = Field(min_length=1, max_length=100)
     name_en: str = Field(min_length=1, max_length=100)
     org_id: str | None = None
-    list_price_fen: int = Field(ge=1)
+    list_price_fen: int = Field(ge=1, le=BIG)
     price_table: list[PricePoint] = Field(min_length=1, max_length=100)
     bundle: list[BundleItem] = Field(min_length=1, max_length=20)
-    purchase_limit: int = Field(default=1, ge=1, description="Purchases per customer per limit_period.")
+    purchase_limit: int = Field(default=1, ge=1, le=BIG, description="Purchases per customer per limit_period.")
     limit_period: Period = Period.MONTH
     payment_minutes: int = Field(default=15, ge=1, le=1440, description="Unpaid orders are released after this.")
 
