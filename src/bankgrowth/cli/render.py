@@ -262,7 +262,7 @@ def _goal_value(metric: str, diff: float) -> str:
     if metric == "conversion":
         return f"{diff * 100:+.2f} pp"
     if metric == "amount":
-        return f"¥{diff / 100:+,.2f}"
+        return _fen(diff, signed=True)
     return f"{diff:+.3f}"
 
 
@@ -436,12 +436,17 @@ def tag_detail(console: Console, s: TagStats) -> None:
 
 def _num(v: Any, unit: str = "") -> str:
     if unit == "fen" and isinstance(v, int | float):
-        return f"¥{v / 100:,.2f}"
+        return _fen(v)
     if isinstance(v, float):
         return f"{v:,.2f}"
     if isinstance(v, int):
         return f"{v:,}"
     return str(v)
+
+
+def _fen(amount: float, *, signed: bool = False) -> str:
+    """An amount in fen as yuan: ``¥1,234.50`` (``¥+1,234.50`` when ``signed``)."""
+    return f"¥{amount / 100:+,.2f}" if signed else f"¥{amount / 100:,.2f}"
 
 
 def _range(low: float, high: float, integer: bool, unit: str) -> str:
@@ -450,7 +455,7 @@ def _range(low: float, high: float, integer: bool, unit: str) -> str:
     if integer:
         first, last = int(low), int(high) - 1
         if unit == "fen":
-            return f"¥{first / 100:,.2f}" if first == last else f"¥{first / 100:,.2f}–{last / 100:,.2f}"
+            return _fen(first) if first == last else f"{_fen(first)}–{_fen(last)[1:]}"
         return f"{first:,}" if first == last else f"{first:,}–{last:,}"
     return f"{low:,.6g}–{high:,.6g}"
 
