@@ -85,7 +85,7 @@ def test_versions_transitions_and_flows(insight_run) -> None:
     con, _, first, second = insight_run
     # then: two versions, stage changes of the second day logged once
     assert store.versions(con) == [date(2026, 10, 30), date(2026, 10, 31)]
-    assert first.transitions == 0  # nothing to compare the first version with
+    assert first.transitions is None  # nothing to compare the first version with
     log = con.table(store.TRANSITIONS).to_pyarrow().to_pylist()
     assert len(log) == second.transitions > 0
     assert all(r["from_stage"] != r["to_stage"] and r["as_of"] == date(2026, 10, 31) for r in log)

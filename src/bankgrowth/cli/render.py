@@ -356,7 +356,11 @@ def insight_run(console: Console, report: RunReport) -> None:
         + (f": {report.reason}" if report.reason else "")
         + f"): {_n(report.customers)} customers in {report.seconds:.1f} s, "
         f"{_n(report.changed)} rows written; "
-        f"{_n(report.transitions)} stage changes since the day before"
+        + (
+            "no version of the day before to compare stages with"
+            if report.transitions is None
+            else f"{_n(report.transitions)} stage changes since the day before"
+        )
         + (f"; replaced versions {', '.join(map(str, report.replaced))}" if report.replaced else "")
         + (f"; dropped versions {', '.join(map(str, report.pruned))}" if report.pruned else ""),
         highlight=False,

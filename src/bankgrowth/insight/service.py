@@ -69,7 +69,7 @@ class RunReport:
     as_of: date
     customers: int
     seconds: float
-    transitions: int
+    transitions: int | None  # stage changes since the day before; None: no version of the day before
     pruned: list[date]
     distribution: list[StageCount]
     mode: str = "full"  # "full" or "incremental"

@@ -239,14 +239,14 @@ def write_version(
     return customers, written
 
 
-def record_transitions(con: BaseBackend, as_of: date) -> int:
-    """Append the stage changes from the day before to ``as_of`` (nothing when the day before has
-    no version); returns how many."""
+def record_transitions(con: BaseBackend, as_of: date) -> int | None:
+    """Append the stage changes from the day before to ``as_of``; returns how many, or None when
+    the day before has no version to compare with (nothing is appended)."""
     if TRANSITIONS not in con.list_tables():
         con.create_table(TRANSITIONS, schema=TRANSITIONS_SCHEMA)
     previous = as_of - timedelta(days=1)
     if previous not in versions(con):
-        return 0
+        return None
     before = stages(con, previous).select(_cid="customer_id", from_stage="stage")
     after = stages(con, as_of).select("customer_id", to_stage="stage")
     joined = after.left_join(before, after.customer_id == before._cid)
