@@ -315,7 +315,8 @@ def histogram_edges(
             tail = [*upto, decades[len(upto)]][-(most - 2) :]
         zero = [1.0] if integer and lo == 0 and tail[0] > 1 else []  # zero apart from small values
         return [lo, *[e for e in zero + tail if e > lo]]
-    width = _nice((hi - lo) / 10) if hi > lo else 1.0
+    tenth = (hi - lo) / 10
+    width = _nice(tenth) if tenth > 0 else 1.0  # zero also when the span is a subnormal float
     if integer:
         width = max(width, 1.0)
     start = math.floor(lo / width) * width
