@@ -56,9 +56,14 @@ def insight_run(loaded_bank, tmp_path_factory):  # type: ignore[no-untyped-def]
     from bankgrowth.config import Settings
 
     settings = Settings(data_dir=path.parent)
-    first = service.run(con, settings, as_of=date(2026, 10, 30))
-    second = service.run(con, settings, as_of=date(2026, 10, 31))
-    yield con, settings, first, second
+    steps: list[tuple[date, int, int, str]] = []  # what each run told its progress display
+
+    def told(day: date) -> service.StepFn:
+        return lambda step, total, what: steps.append((day, step, total, what))
+
+    first = service.run(con, settings, as_of=date(2026, 10, 30), progress=told(date(2026, 10, 30)))
+    second = service.run(con, settings, as_of=date(2026, 10, 31), progress=told(date(2026, 10, 31)))
+    yield con, settings, first, second, steps
     con.disconnect()
 
 
@@ -82,7 +87,7 @@ def test_scores_are_quintiles_and_recency_is_reversed(insight_run) -> None:
 
 
 def test_versions_transitions_and_flows(insight_run) -> None:
-    con, _, first, second = insight_run
+    con, _, first, second, _ = insight_run
     # then: two versions, stage changes of the second day logged once
     assert store.versions(con) == [date(2026, 10, 30), date(2026, 10, 31)]
     assert first.transitions is None  # nothing to compare the first version with
@@ -96,8 +101,18 @@ def test_versions_transitions_and_flows(insight_run) -> None:
     assert moved == second.transitions
 
 
+def test_a_run_tells_its_progress_display_each_step_in_order(insight_run) -> None:
+    _, _, first, second, steps = insight_run
+    # then: the first day was a full run, the second incremental; each told every step of its
+    # plan once, numbered in order, before the work of that step
+    assert (first.mode, second.mode) == ("full", "incremental")
+    for day, plan in ((date(2026, 10, 30), service.FULL_STEPS), (date(2026, 10, 31), service.INCREMENTAL_STEPS)):
+        told = [(step, total, what) for d, step, total, what in steps if d == day]
+        assert told == [(i, len(plan), what) for i, what in enumerate(plan, start=1)]
+
+
 def test_rerunning_a_day_replaces_its_transitions(insight_run) -> None:
-    con, settings, _, second = insight_run
+    con, settings, _, second, _ = insight_run
     again = service.run(con, settings, as_of=date(2026, 10, 31))
     assert again.transitions == second.transitions
     assert con.table(store.TRANSITIONS).count().to_pyarrow().as_py() == second.transitions

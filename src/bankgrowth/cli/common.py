@@ -11,7 +11,15 @@ import typer
 from ibis.backends import BaseBackend
 from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
@@ -50,6 +58,20 @@ def progress_bar() -> Progress:
         TimeRemainingColumn(),
         console=err_console,
         disable=not err_console.is_terminal,  # bars are for people, not for logs
+    )
+
+
+def step_bar() -> Progress:
+    """A bar for work done in named steps of unknown length: the step, how far the engine is
+    through the statement running now, and the time spent; gone when the work ends."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=not err_console.is_terminal,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import date
 from pathlib import Path
 from typing import Annotated
@@ -33,6 +34,7 @@ from bankgrowth.insight.lifecycle import Thresholds
 from bankgrowth.platform import service as platform_service
 from bankgrowth.warehouse import ingest, schema
 from bankgrowth.warehouse.docs import data_model_markdown
+from bankgrowth.warehouse.engine import statement_progress
 from bankgrowth.warehouse.ingest import IngestFileError
 from bankgrowth.warehouse.simulator import SimulationConfig, simulate
 from bankgrowth.warehouse.status import warehouse_status
@@ -265,8 +267,19 @@ def insight_run_cmd(
 ) -> None:
     """Compute tags, lifecycle stages and value scores for one day and store them as a version."""
     settings = _settings()
-    with _warehouse(settings) as con:
-        report = insight_service.run(con, settings, as_of=_day(as_of), full=full)
+    with _warehouse(settings) as con, common.step_bar() as bar:
+        task = bar.add_task("insight run", total=100)
+
+        def on_step(step: int, steps: int, what: str) -> None:
+            bar.update(task, description=f"insight run {step}/{steps}: {what}", completed=0)
+
+        watch = (
+            statement_progress(con, lambda percent: bar.update(task, completed=percent))
+            if not bar.disable
+            else nullcontext()
+        )
+        with watch:
+            report = insight_service.run(con, settings, as_of=_day(as_of), full=full, progress=on_step)
     render.insight_run(console, report)
 
 

@@ -8,7 +8,7 @@ executed here: the caller materialises the expression on whichever engine it cam
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import date
 from typing import TYPE_CHECKING
@@ -33,6 +33,7 @@ def attach(wide: ir.Table, part: ir.Table) -> ir.Table:
 
 
 COUNTED = ("nunique", "mode")
+COUNTING = "counting values in windows"  # the step of writing the window-count state
 COUNTS_SCHEMA = ibis.schema({"tag": "string", "customer_id": "int64", "key": "string", "n": "int64"})
 
 
@@ -184,12 +185,14 @@ def build_base(
     thresholds: Thresholds | None = None,
     tags: Sequence[Tag] = BUILTIN_TAGS,
     state: str | None = None,
+    step: Callable[[str], None] | None = None,
 ) -> tuple[ir.Table, Ctx]:
     """The stored rows as of the end of ``as_of`` (customer_id and :func:`base_columns`), and the
     context they were computed in.
 
     Given ``state``, the per-value window counts behind the distinct-count and mode tags are
-    written to that table (the incremental run's state) and the tags are read from it.
+    written to that table (the incremental run's state) and the tags are read from it; ``step``
+    is told (:data:`COUNTING`) before that work starts.
     """
     groups = by_source(tags)
     customers = registered(con, as_of)
@@ -198,6 +201,8 @@ def build_base(
     sources = source_tables(con, customers, ctx.end)
     counts = window_counts(sources, tags, ctx, customers)
     if counts is not None and state is not None:
+        if step is not None:
+            step(COUNTING)
         con.create_table(state, counts, overwrite=True)
         counts = con.table(state)
     by_counts = (

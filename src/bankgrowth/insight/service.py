@@ -7,6 +7,7 @@ import hashlib
 import inspect
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import date, timedelta
 from decimal import Decimal
@@ -17,7 +18,7 @@ import ibis
 
 from bankgrowth.errors import NotFound
 from bankgrowth.insight import imported, store
-from bankgrowth.insight.compute import build_base
+from bankgrowth.insight.compute import COUNTING, build_base
 from bankgrowth.insight.incremental import build_incremental, scratch_tables
 from bankgrowth.insight.lifecycle import STAGE_CODES, STAGES, Thresholds
 from bankgrowth.insight.tags import BUILTIN_TAGS, Agg, Tag
@@ -138,6 +139,19 @@ def _incremental_blocker(con: BaseBackend, day: date, fingerprint: str, timezone
     return ""
 
 
+# The steps of a nightly run, in order, for a progress display: (step, steps, what) is reported
+# as each begins.
+StepFn = Callable[[int, int, str], None]
+FULL_STEPS = (COUNTING, "computing every tag from all history", store.STORING, "logging stage changes", "summarising")
+INCREMENTAL_STEPS = (
+    "moving the windows by the day's data",
+    "assembling the changed customers' rows",
+    store.STORING,
+    "logging stage changes",
+    "summarising",
+)
+
+
 def run(
     con: BaseBackend,
     settings: Settings,
@@ -145,12 +159,14 @@ def run(
     as_of: date | None = None,
     full: bool = False,
     tags: tuple[Tag, ...] = BUILTIN_TAGS,
+    progress: StepFn | None = None,
 ) -> RunReport:
     """Compute and store the tag version (stages and value scores included) of ``as_of``.
 
     Incremental from the day before when it can be (see :mod:`bankgrowth.insight.incremental`);
     a full recompute when asked, or when the day before was not run, its state is missing or
     stale, the definitions changed, or older data arrived since. The report says which and why.
+    ``progress`` is told as each of :data:`FULL_STEPS` or :data:`INCREMENTAL_STEPS` begins.
     """
     started = time.perf_counter()
     day = as_of or last_data_day(con, settings.timezone)
@@ -163,11 +179,20 @@ def run(
     replaced = store.rewind(con, day)
     if replaced and not reason:
         reason = f"versions from {day} on are replaced"
+    plan = FULL_STEPS if reason else INCREMENTAL_STEPS
+
+    def step(what: str) -> None:
+        if progress is not None:
+            progress(plan.index(what) + 1, len(plan), what)
+
     store.mark_state(con, None)  # the state is in flux until this run's version is written
     try:
         if reason:
-            rows, _ = build_base(con, day, timezone=settings.timezone, thresholds=th, tags=tags, state=store.STATE)
+            rows, _ = build_base(
+                con, day, timezone=settings.timezone, thresholds=th, tags=tags, state=store.STATE, step=step
+            )
         else:
+            step(INCREMENTAL_STEPS[0])
             rows = build_incremental(
                 con,
                 day,
@@ -178,6 +203,7 @@ def run(
                 tags=tags,
                 scratch=scratch,
             )
+        step(plan[1])
         customers, changed = store.write_version(
             con,
             day,
@@ -187,12 +213,15 @@ def run(
             thresholds=th,
             tags=tags,
             scratch=scratch,
+            step=step,
         )
     finally:
         for name in [scratch, *scratch_tables(con, scratch)]:
             con.drop_table(name, force=True)
     store.mark_state(con, day)
+    step("logging stage changes")
     transitions = store.record_transitions(con, day)
+    step("summarising")
     pruned = store.prune(con, settings.tag_retention_days)
     mode = "full" if reason else "incremental"
     seconds = time.perf_counter() - started

@@ -33,7 +33,7 @@ from bankgrowth.insight.tags import BUILTIN_TAGS, Tag, context, end_of_day
 from bankgrowth.insight.value import SCORED, cut_points, scores_from_cuts
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from ibis.backends import BaseBackend
 
@@ -54,6 +54,7 @@ TRANSITIONS = "lifecycle_transitions"
 STATE = "tag_window_counts"  # per-(tag, customer, value) window counts: the incremental run's state
 STATE_DAY = "tag_window_counts_day"  # the as-of day the state holds; NULL while a run is moving it
 RUNS = "insight_runs"
+STORING = "storing the version"  # the step of writing computed rows into the history
 RUNS_SCHEMA = ibis.schema(
     {
         "as_of": "date",
@@ -201,18 +202,22 @@ def write_version(
     thresholds: Thresholds,
     tags: Sequence[Tag] = BUILTIN_TAGS,
     scratch: str,
+    step: Callable[[str], None] | None = None,
 ) -> tuple[int, int]:
     """Store the version of ``day`` (after the latest one; see :func:`rewind`).
 
     ``rows`` are the stored rows (customer_id and the base columns) of every customer
     (``complete``) or of those whose values may have changed since the latest version. They are
-    written to ``scratch`` first; then, in one transaction, the customers' open rows are closed
-    and theirs inserted. Returns (customers in the version, rows written)."""
+    computed into ``scratch`` first; then (``step`` is told :data:`STORING`), in one transaction,
+    the customers' open rows are closed and theirs inserted. Returns (customers in the version,
+    rows written)."""
     columns = base_columns(tags)
     # a day's changed rows go through a temporary table (in memory, not logged: they are written
     # once, into the history); a complete version's 2M rows through a table that can spill
     temp = not complete and con.name == "duckdb"
     con.create_table(scratch, rows.select("customer_id", *columns), overwrite=True, temp=temp)
+    if step is not None:
+        step(STORING)
     _ensure_history(con, scratch)
     names = ", ".join(f'"{c}"' for c in columns)
     which = "" if complete else f" AND customer_id IN (SELECT customer_id FROM {scratch})"

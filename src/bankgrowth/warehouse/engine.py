@@ -20,8 +20,9 @@ change, because it only ever sees ``ibis.BaseBackend``.
 from __future__ import annotations
 
 import os
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,6 +170,39 @@ def ensure_tables(con: BaseBackend) -> None:
     for name, sch in wanted.items():
         if name not in existing:
             con.create_table(name, schema=sch)
+
+
+@contextmanager
+def statement_progress(con: BaseBackend, report: Callable[[float], None], *, every: float = 0.25) -> Iterator[None]:
+    """While the block runs, report how far (0-100%) the engine is through the statement it is
+    executing, every ``every`` seconds, from a background thread — for a progress bar over work
+    whose single statements take seconds or minutes. DuckDB only; elsewhere nothing is reported.
+
+    DuckDB estimates the share of its input it has read; a block of several statements restarts
+    from 0 with each one, as DuckDB's own shell bar does.
+    """
+    if con.name != "duckdb":
+        yield
+        return
+    raw = con.con  # type: ignore[attr-defined]
+    # progress is tracked only with the bar on; it is never printed (the front end draws it)
+    raw.execute("SET enable_progress_bar_print = false; SET enable_progress_bar = true")
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.wait(every):
+            percent = raw.query_progress()
+            if percent >= 0:  # -1: between statements
+                report(min(float(percent), 100.0))
+
+    watcher = threading.Thread(target=poll, name="statement-progress", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()
+    raw.execute("SET enable_progress_bar = false")
 
 
 @contextmanager
