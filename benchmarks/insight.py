@@ -3,13 +3,16 @@ DuckDB SQL and pandas doing the same work, in the same run, on the same warehous
 
     python -m benchmarks.insight [--warehouse /tmp/bankgrowth-bench/validated.duckdb] [--as-of 2026-10-31]
                                  [--repeat 2] [--variants sql ibis pandas full incremental]
+                                 [--history-days 1]
 
 The warehouse is the one ``python -m benchmarks.run`` loads (2M customers / 50M transactions by
 default). Each variant materialises a table of (customer_id, stage, rfm_r, rfm_f, rfm_m, rfc_c);
 the results are compared row by row. The nightly run (every tag, stored as a version) is timed in
 full and incrementally from the day before, each on its own copy of the warehouse, and the two
-versions, window-count states and transition logs are compared. Each variant runs in its own
-process so its peak memory is its own.
+versions, window-count states and transition logs are compared; each also reads the new version
+whole, as the audience profile does. ``--history-days 35`` first stores 35 daily versions (the
+default retention), so both runs meet the history a bank running daily would have. Each variant
+runs in its own process so its peak memory is its own.
 """
 
 from __future__ import annotations
@@ -100,6 +103,7 @@ def _run(variant: str, args: dict[str, Any], queue: Any) -> None:
     as_of = date.fromisoformat(args["as_of"])
     th = Thresholds()
     started = time.perf_counter()
+    peak: float | None = None
     if variant == "ibis":
         from bankgrowth.insight.compute import build_tags
         from bankgrowth.insight.tags import BUILTIN_TAGS
@@ -124,19 +128,35 @@ def _run(variant: str, args: dict[str, Any], queue: Any) -> None:
 
         settings = Settings(data_dir=Path(args["warehouse"]).parent)
         if variant == "prepare":
-            source, day, target = args["warehouse"], as_of - timedelta(days=1), nightly(args, "prev")
-        else:
-            source, day, target = nightly(args, "prev"), as_of, nightly(args, variant)
-        shutil.copy(source, target)
-        con = engine.connect(f"duckdb:///{target}")
+            # the days before as-of: a full run on the first, then a nightly run a day, so the
+            # history holds as many versions as a bank running daily would keep
+            shutil.copy(args["warehouse"], nightly(args, "prev"))
+            con = engine.connect(f"duckdb:///{nightly(args, 'prev')}")
+            for back in range(args["history_days"], 0, -1):
+                report = service.run(con, settings, as_of=as_of - timedelta(days=back))
+                print(f"  prepared {report.as_of} ({report.mode}, {time.perf_counter() - started:.0f} s)", flush=True)
+            con.disconnect()
+            queue.put({"seconds": time.perf_counter() - started, "peak_rss_mib": 0.0})
+            return
+        shutil.copy(nightly(args, "prev"), nightly(args, variant))
+        con = engine.connect(f"duckdb:///{nightly(args, variant)}")
         started = time.perf_counter()
-        report = service.run(con, settings, as_of=day, full=variant != "incremental")
+        report = service.run(con, settings, as_of=as_of, full=variant != "incremental")
         seconds = time.perf_counter() - started
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the run's, not the read's below
         if variant == "incremental" and report.mode != "incremental":
             raise SystemExit(f"the nightly run fell back to a full run: {report.reason}")
-        if variant != "prepare":  # for the comparison, untimed
-            con.create_table(f"bench_{variant}", store.tags_table(con, as_of), overwrite=True)
-            print(f"  {variant}: {report.changed:,} of {report.customers:,} customers' rows written")
+        # reading the new version whole, as the audience profile does once a night
+        began = time.perf_counter()
+        store.tags_table(con, as_of).to_pyarrow()
+        read = time.perf_counter() - began
+        con.create_table(f"bench_{variant}", store.tags_table(con, as_of), overwrite=True)  # for the comparison
+        history = con.table(store.HISTORY).count().to_pyarrow().as_py()
+        print(
+            f"  {variant}: {report.changed:,} of {report.customers:,} customers' rows written; "
+            f"the version read whole in {read:.2f} s from {history:,} history rows",
+            flush=True,
+        )
         con.disconnect()
     elif variant == "sql":
         import duckdb
@@ -229,7 +249,9 @@ def _run(variant: str, args: dict[str, Any], queue: Any) -> None:
         )
         seconds = time.perf_counter() - started
         result.to_parquet(Path(args["warehouse"]).with_name("bench_pandas.parquet"))
-    queue.put({"seconds": seconds, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+    if peak is None:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    queue.put({"seconds": seconds, "peak_rss_mib": peak})
 
 
 def nightly(args: dict[str, Any], name: str) -> Path:
@@ -290,13 +312,19 @@ def main() -> None:
     parser.add_argument("--as-of", default="2026-10-31")
     parser.add_argument("--repeat", type=int, default=2, help="runs of each variant; the best is kept")
     parser.add_argument(
+        "--history-days",
+        type=int,
+        default=1,
+        help="daily versions stored before the as-of day (the first a full run); 35 is the default retention",
+    )
+    parser.add_argument(
         "--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="a subset to run (default: all)"
     )
     a = parser.parse_args()
-    args = {"warehouse": a.warehouse, "as_of": a.as_of}
+    args = {"warehouse": a.warehouse, "as_of": a.as_of, "history_days": a.history_days}
     if {"full", "incremental"} & set(a.variants):
         run_variant("prepare", args)
-        print("prepared: the day before run in full on a copy")
+        print(f"prepared: {a.history_days} daily version(s) before {a.as_of} on a copy")
     # rounds of every variant in turn, not every run of one variant then the next: this machine's
     # speed drifts over minutes, and the best of interleaved runs compares like with like
     runs: dict[str, list[dict[str, Any]]] = {v: [] for v in a.variants}
