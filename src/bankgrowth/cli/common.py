@@ -15,6 +15,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
@@ -49,30 +50,27 @@ KNOWN_ERRORS = (
 )
 
 
-def progress_bar() -> Progress:
-    """A bar on the terminal for long work; nothing in logs and pipes."""
+def bar(*columns: ProgressColumn, transient: bool = False) -> Progress:
+    """A bar on the terminal for long work, its description then ``columns``; nothing in logs and
+    pipes (bars are for people, not for logs)."""
     return Progress(
         TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
+        *columns,
         console=err_console,
-        disable=not err_console.is_terminal,  # bars are for people, not for logs
+        transient=transient,
+        disable=not err_console.is_terminal,
     )
+
+
+def progress_bar() -> Progress:
+    """Work of a known number of items: how many are done and the time left."""
+    return bar(BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
 
 
 def step_bar() -> Progress:
-    """A bar for work done in named steps of unknown length: the step, how far the engine is
-    through the statement running now, and the time spent; gone when the work ends."""
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-        disable=not err_console.is_terminal,
-    )
+    """Work done in named steps of unknown length: the step, how far the engine is through the
+    statement running now, and the time spent; gone when the work ends."""
+    return bar(BarColumn(), TaskProgressColumn(), TimeElapsedColumn(), transient=True)
 
 
 def fail(message: str) -> typer.Exit:

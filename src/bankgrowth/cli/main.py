@@ -14,7 +14,6 @@ from rich.progress import (
     DownloadColumn,
     Progress,
     TaskID,
-    TextColumn,
     TimeRemainingColumn,
 )
 from sqlalchemy.orm import Session
@@ -72,15 +71,7 @@ _progress = common.progress_bar
 
 
 def _bytes_progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-        disable=not err_console.is_terminal,
-    )
+    return common.bar(BarColumn(), DownloadColumn(), TimeRemainingColumn(), transient=True)
 
 
 def _advance(progress: Progress, task: TaskID) -> Callable[[int, int], None]:
