@@ -80,6 +80,16 @@ def test_a_campaign_from_template_to_results_through_the_api(fresh_world: World)
     names = {t["name"] for t in walk("GET", "/api/v1/campaign-templates", "a_analyst", 200).json()}
     assert names == {"acquisition", "activation", "retention", "revenue", "referral"}
 
+    # a template that grants a right, without the budget pool to pay for it: a named 422
+    no_pool = walk(
+        "POST",
+        "/api/v1/campaign-templates/campaigns",
+        "a_both",
+        422,
+        json={"template": "activation", "code": "a.nopool", "right": "a_wechat5", "audience": "a.active"},
+    ).json()
+    assert no_pool["error"]["code"] == "template_needs_pool" and no_pool["error"]["message"]["zh"]
+
     # when: the Activation template on branch A's audience, voucher and budget
     made = walk(
         "POST",

@@ -6,15 +6,17 @@
 - Revenue (收入): active, contactable customers → the savings-card offer (省钱卡);
 - Referral (推荐): super users → an invite reward.
 
-A template names the core segment it targets and what it needs from the catalog (a right, or a
-savings-card product for Revenue); :func:`build` returns an ordinary ``CampaignCreate``, which is
-then checked, versioned and approved like any other campaign.
+A template names the core segment it targets and what it needs from the catalog (a right and
+the budget pool it is paid from, or a savings-card product for Revenue); :func:`build` returns an
+ordinary ``CampaignCreate``, which is then checked, versioned and approved like any other campaign.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
+
+from pydantic import ValidationError
 
 from bankgrowth.campaigns.schemas import Arm, ArmRight, CampaignCreate, Channel, Definition, Goal, Message
 from bankgrowth.errors import Invalid
@@ -125,6 +127,12 @@ def build(
             f"模板 {name} 需要指定权益编码",
             code="template_needs_right",
         )
+    if template.needs == "right" and pool is None:
+        raise Invalid(
+            f"template {name} grants a right: give the budget pool it is paid from",
+            f"模板 {name} 发放权益，需要指定预算池",
+            code="template_needs_pool",
+        )
     if template.needs == "offer" and offer is None:
         raise Invalid(
             f"template {name} offers a savings card: give the product's code",
@@ -138,12 +146,21 @@ def build(
         channel=template.channel,
         offer=offer if template.needs == "offer" else None,
     )
-    definition = Definition(
-        audience=audience or template.audience,
-        arms=[arm],
-        control_share=control_share,
-        pool=pool if arm.rights else None,
-        goal=template.goal,
-        stage=template.stage,
-    )
+    try:
+        definition = Definition(
+            audience=audience or template.audience,
+            arms=[arm],
+            control_share=control_share,
+            pool=pool if arm.rights else None,
+            goal=template.goal,
+            stage=template.stage,
+        )
+    except ValidationError as exc:  # anything the checks above did not name: a 422, not a crash
+        problems = [e["msg"] for e in exc.errors()]
+        raise Invalid(
+            f"template {name} cannot make a valid campaign: " + "; ".join(problems),
+            f"模板 {name} 无法生成有效的营销活动：" + "；".join(problems),
+            code="invalid_definition",
+            details={"problems": problems},
+        ) from None
     return CampaignCreate(code=code, name_zh=template.zh, name_en=template.en, org_id=org_id, definition=definition)
