@@ -16,9 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import ValidationError
-
-from bankgrowth.campaigns.schemas import Arm, ArmRight, CampaignCreate, Channel, Definition, Goal, Message
+from bankgrowth.campaigns.schemas import Arm, ArmRight, CampaignCreate, Channel, Goal, Message
+from bankgrowth.campaigns.service import parse_definition
 from bankgrowth.errors import Invalid
 
 
@@ -146,21 +145,15 @@ def build(
         channel=template.channel,
         offer=offer if template.needs == "offer" else None,
     )
-    try:
-        definition = Definition(
-            audience=audience or template.audience,
-            arms=[arm],
-            control_share=control_share,
-            pool=pool if arm.rights else None,
-            goal=template.goal,
-            stage=template.stage,
-        )
-    except ValidationError as exc:  # anything the checks above did not name: a 422, not a crash
-        problems = [e["msg"] for e in exc.errors()]
-        raise Invalid(
-            f"template {name} cannot make a valid campaign: " + "; ".join(problems),
-            f"模板 {name} 无法生成有效的营销活动：" + "；".join(problems),
-            code="invalid_definition",
-            details={"problems": problems},
-        ) from None
+    # anything the checks above did not name is a 422 naming each problem, not a crash
+    definition = parse_definition(
+        {
+            "audience": audience or template.audience,
+            "arms": [arm],
+            "control_share": control_share,
+            "pool": pool if arm.rights else None,
+            "goal": template.goal,
+            "stage": template.stage,
+        }
+    )
     return CampaignCreate(code=code, name_zh=template.zh, name_en=template.en, org_id=org_id, definition=definition)
