@@ -169,7 +169,7 @@ def test_insight_commands(tmp_path: Path) -> None:
     # then
     assert first.returncode == second.returncode == 0, second.stderr
     assert "insight run for 2026-10-31" in second.stdout and "stage changes since the day before" in second.stdout
-    assert "no version of the day before to compare stages with" in first.stdout  # not "0 stage changes"
+    assert "no earlier version to compare stages with" in first.stdout  # not "0 stage changes"
     # each command is a new process: the day before's state is still recognised as current
     assert "(incremental)" in second.stdout
     assert "超级用户" in lifecycle.stdout and "Flows 2026-10-30" in lifecycle.stdout

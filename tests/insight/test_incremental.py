@@ -176,7 +176,8 @@ def test_incremental_equals_full(bank: list[dict], small_thresholds: bool, edits
     try:
         _load(con, bank)
         first, _ = build_base(con, START, thresholds=th, state="_state")
-        store.write_version(con, START, first, complete=True, timezone=TZ_NAME, thresholds=th, scratch="_w")
+        store.stage_rows(con, first, "_w", complete=True)
+        store.write_version(con, START, "_w", complete=True, timezone=TZ_NAME, thresholds=th)
         as_computed = {START: build_tags(con, START, thresholds=th).order_by("customer_id").to_pyarrow()}
         for step in (1, 2):
             day = START + timedelta(days=step)
@@ -189,7 +190,8 @@ def test_incremental_equals_full(bank: list[dict], small_thresholds: bool, edits
             as_computed[day] = expected
             previous = store.stored_rows(con, day - timedelta(days=1))
             changed = build_incremental(con, day, previous, state="_state", thresholds=th, scratch="_inc")
-            store.write_version(con, day, changed, complete=False, timezone=TZ_NAME, thresholds=th, scratch="_inc")
+            store.stage_rows(con, changed, "_inc", complete=False)
+            store.write_version(con, day, "_inc", complete=False, timezone=TZ_NAME, thresholds=th)
             for name in scratch_tables(con, "_inc"):
                 con.drop_table(name, force=True)
             got = store.tags_table(con, day).order_by("customer_id").to_pyarrow()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any
 
@@ -357,9 +357,10 @@ def insight_run(console: Console, report: RunReport) -> None:
         + f"): {_n(report.customers)} customers in {report.seconds:.1f} s, "
         f"{_n(report.changed)} rows written; "
         + (
-            "no version of the day before to compare stages with"
-            if report.transitions is None
-            else f"{_n(report.transitions)} stage changes since the day before"
+            "no earlier version to compare stages with"
+            if report.transitions is None or report.since is None
+            else f"{_n(report.transitions)} stage changes since "
+            + ("the day before" if report.as_of - report.since == timedelta(days=1) else f"{report.since}")
         )
         + (f"; replaced versions {', '.join(map(str, report.replaced))}" if report.replaced else "")
         + (f"; dropped versions {', '.join(map(str, report.pruned))}" if report.pruned else ""),

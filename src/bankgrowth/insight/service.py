@@ -70,13 +70,14 @@ class RunReport:
     as_of: date
     customers: int
     seconds: float
-    transitions: int | None  # stage changes since the day before; None: no version of the day before
+    transitions: int | None  # stage changes since the version before (``since``); None: no earlier version
     pruned: list[date]
     distribution: list[StageCount]
     mode: str = "full"  # "full" or "incremental"
     reason: str = ""  # why a full run was needed
     changed: int = 0  # customers whose stored row was (re)written
     replaced: list[date] = field(default_factory=list)  # versions from as_of on, run again
+    since: date | None = None  # the version the stages were compared with: the day before, unless days were skipped
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,8 @@ def _incremental_blocker(con: BaseBackend, day: date, fingerprint: str, timezone
     return ""
 
 
+SCRATCH = "_tags_work_"  # a run's intermediate tables: this, its day, and a suffix
+
 # The steps of a nightly run, in order, for a progress display: (step, steps, what) is reported
 # as each begins.
 StepFn = Callable[[int, int, str], None]
@@ -175,7 +178,10 @@ def run(
     th = Thresholds.from_settings(settings)
     fingerprint = _fingerprint(settings, tags)
     reason = "asked for (--full)" if full else _incremental_blocker(con, day, fingerprint, settings.timezone)
-    scratch = f"_tags_work_{day:%Y%m%d}"
+    scratch = f"{SCRATCH}{day:%Y%m%d}"
+    for name in con.list_tables():  # left by a run that was killed
+        if name.startswith(SCRATCH):
+            con.drop_table(name, force=True)
     replaced = store.rewind(con, day)
     if replaced and not reason:
         reason = f"versions from {day} on are replaced"
@@ -204,39 +210,37 @@ def run(
                 scratch=scratch,
             )
         step(plan[1])
-        customers, changed = store.write_version(
-            con,
-            day,
-            rows,
-            complete=bool(reason),
-            timezone=settings.timezone,
-            thresholds=th,
-            tags=tags,
-            scratch=scratch,
-            step=step,
-        )
+        store.stage_rows(con, rows, scratch, complete=bool(reason), tags=tags)
+        step(store.STORING)
+        # the version, its stage changes, the state's day and the run's log entry: all or none
+        with store.transaction(con):
+            customers, changed = store.write_version(
+                con, day, scratch, complete=bool(reason), timezone=settings.timezone, thresholds=th, tags=tags
+            )
+            step("logging stage changes")
+            compared = store.record_transitions(con, day)
+            step("summarising")
+            pruned = store.prune(con, settings.tag_retention_days)
+            store.mark_state(con, day)
+            mode = "full" if reason else "incremental"
+            seconds = time.perf_counter() - started
+            counts = store.source_counts(con, day, settings.timezone)
+            store.log_run(con, day, mode, reason, fingerprint, seconds, counts)
     finally:
         for name in [scratch, *scratch_tables(con, scratch)]:
             con.drop_table(name, force=True)
-    store.mark_state(con, day)
-    step("logging stage changes")
-    transitions = store.record_transitions(con, day)
-    step("summarising")
-    pruned = store.prune(con, settings.tag_retention_days)
-    mode = "full" if reason else "incremental"
-    seconds = time.perf_counter() - started
-    store.log_run(con, day, mode, reason, fingerprint, seconds, store.source_counts(con, day, settings.timezone))
     return RunReport(
         day,
         customers,
         seconds,
-        transitions,
+        None if compared is None else compared[0],
         pruned,
         lifecycle_distribution(con, day),
         mode,
         reason,
         changed,
         replaced,
+        None if compared is None else compared[1],
     )
 
 

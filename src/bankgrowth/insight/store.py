@@ -13,12 +13,20 @@ value scores from the quintile cut points stored with the version in ``tag_versi
 records the thresholds and timezone the version was computed with).
 
 Stage changes between consecutive versions are appended to ``lifecycle_transitions`` (customer,
-from, to, as_of), which is kept for good: it is small, and it is the customers' stage history.
+from, to, as_of, since: the version compared with — the day before, unless days were not run),
+which is kept for good: it is small, and it is the customers' stage history.
+
+A run stores its version, its stage changes, the day its window-count state holds and its log
+entry in one transaction (:func:`transaction`): a run killed part-way leaves none of them, so the
+next run neither builds on a half-stored day nor misses that day's stage changes.
 """
 
 from __future__ import annotations
 
 import json
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -33,7 +41,7 @@ from bankgrowth.insight.tags import BUILTIN_TAGS, Tag, context, end_of_day
 from bankgrowth.insight.value import SCORED, cut_points, scores_from_cuts
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
     from ibis.backends import BaseBackend
 
@@ -71,7 +79,7 @@ RUNS_SCHEMA = ibis.schema(
     }
 )
 TRANSITIONS_SCHEMA = ibis.schema(
-    {"customer_id": "int64", "from_stage": "string", "to_stage": "string", "as_of": "date"}
+    {"customer_id": "int64", "from_stage": "string", "to_stage": "string", "as_of": "date", "since": "date"}
 )
 
 
@@ -148,9 +156,32 @@ def stages(con: BaseBackend, day: date) -> ir.Table:
     return base.select("customer_id", stage=stage_expr(base, end, th, con.name))
 
 
+_IN_TRANSACTION: weakref.WeakSet[BaseBackend] = weakref.WeakSet()
+
+
+@contextmanager
+def transaction(con: BaseBackend) -> Iterator[None]:
+    """Everything written inside happens, or none of it (one DuckDB transaction; a process killed
+    inside leaves none of it). Inside another, it is part of the outer one."""
+    if con in _IN_TRANSACTION:
+        yield
+        return
+    con.raw_sql("BEGIN TRANSACTION")  # type: ignore[attr-defined]
+    _IN_TRANSACTION.add(con)
+    try:
+        yield
+    except BaseException:
+        _IN_TRANSACTION.discard(con)
+        con.raw_sql("ROLLBACK")  # type: ignore[attr-defined]
+        raise
+    _IN_TRANSACTION.discard(con)
+    con.raw_sql("COMMIT")  # type: ignore[attr-defined]
+
+
 def _sql(con: BaseBackend, *statements: str) -> None:
-    """Run ``statements`` as one DuckDB transaction: all of them happen, or none."""
-    con.raw_sql("BEGIN TRANSACTION; " + "; ".join(statements) + "; COMMIT")  # type: ignore[attr-defined]
+    """Run ``statements`` in one transaction: all of them happen, or none."""
+    with transaction(con):
+        con.raw_sql("; ".join(statements))  # type: ignore[attr-defined]
 
 
 def _ensure_history(con: BaseBackend, scratch: str) -> None:
@@ -192,67 +223,83 @@ def rewind(con: BaseBackend, day: date) -> list[date]:
     return gone
 
 
+def stage_rows(
+    con: BaseBackend, rows: ir.Table, scratch: str, *, complete: bool, tags: Sequence[Tag] = BUILTIN_TAGS
+) -> None:
+    """Compute ``rows`` — the stored rows (customer_id and the base columns) of every customer
+    (``complete``) or of those whose values may have changed since the latest version — into the
+    table ``scratch``, for :func:`write_version`."""
+    # a day's changed rows go through a temporary table (in memory, not logged: they are written
+    # once, into the history); a complete version's 2M rows through a table that can spill
+    temp = not complete and con.name == "duckdb"
+    con.create_table(scratch, rows.select("customer_id", *base_columns(tags)), overwrite=True, temp=temp)
+
+
 def write_version(
     con: BaseBackend,
     day: date,
-    rows: ir.Table,
+    scratch: str,
     *,
     complete: bool,
     timezone: str,
     thresholds: Thresholds,
     tags: Sequence[Tag] = BUILTIN_TAGS,
-    scratch: str,
-    step: Callable[[str], None] | None = None,
 ) -> tuple[int, int]:
-    """Store the version of ``day`` (after the latest one; see :func:`rewind`).
-
-    ``rows`` are the stored rows (customer_id and the base columns) of every customer
-    (``complete``) or of those whose values may have changed since the latest version. They are
-    computed into ``scratch`` first; then (``step`` is told :data:`STORING`), in one transaction,
-    the customers' open rows are closed and theirs inserted. Returns (customers in the version,
-    rows written)."""
+    """Store the version of ``day`` (after the latest one; see :func:`rewind`) from the rows
+    :func:`stage_rows` computed into ``scratch``: in one transaction, the customers' open rows are
+    closed, theirs inserted and the version recorded. Returns (customers in the version, rows
+    written)."""
     columns = base_columns(tags)
-    # a day's changed rows go through a temporary table (in memory, not logged: they are written
-    # once, into the history); a complete version's 2M rows through a table that can spill
-    temp = not complete and con.name == "duckdb"
-    con.create_table(scratch, rows.select("customer_id", *columns), overwrite=True, temp=temp)
-    if step is not None:
-        step(STORING)
-    _ensure_history(con, scratch)
     names = ", ".join(f'"{c}"' for c in columns)
     which = "" if complete else f" AND customer_id IN (SELECT customer_id FROM {scratch})"
-    _sql(
-        con,
-        f"UPDATE {HISTORY} SET valid_to = DATE '{day}' WHERE valid_to IS NULL{which}",
-        f"INSERT INTO {HISTORY} (customer_id, valid_from, valid_to, {names}) "
-        f"SELECT customer_id, DATE '{day}', NULL, {names} FROM {scratch}",
-    )
-    written = int(con.table(scratch).count().to_pyarrow().as_py())
-    base = stored_rows(con, day)
-    cuts = cut_points(base)  # the scored tags are stored ones
-    customers = int(base.count().to_pyarrow().as_py())
-    row = {
-        "as_of": day,
-        "customers": customers,
-        "changed": written,
-        "timezone": timezone,
-        "thresholds": json.dumps(asdict(thresholds)),
-        "cuts": _encode_cuts(cuts),
-        "written_at": datetime.now(UTC),
-    }
-    con.insert(VERSIONS, ibis.memtable([row], schema=VERSIONS_SCHEMA))
+    with transaction(con):
+        _ensure_history(con, scratch)
+        _sql(
+            con,
+            f"UPDATE {HISTORY} SET valid_to = DATE '{day}' WHERE valid_to IS NULL{which}",
+            f"INSERT INTO {HISTORY} (customer_id, valid_from, valid_to, {names}) "
+            f"SELECT customer_id, DATE '{day}', NULL, {names} FROM {scratch}",
+        )
+        written = int(con.table(scratch).count().to_pyarrow().as_py())
+        base = stored_rows(con, day)
+        cuts = cut_points(base)  # the scored tags are stored ones
+        customers = int(base.count().to_pyarrow().as_py())
+        row = {
+            "as_of": day,
+            "customers": customers,
+            "changed": written,
+            "timezone": timezone,
+            "thresholds": json.dumps(asdict(thresholds)),
+            "cuts": _encode_cuts(cuts),
+            "written_at": datetime.now(UTC),
+        }
+        con.insert(VERSIONS, ibis.memtable([row], schema=VERSIONS_SCHEMA))
     return customers, written
 
 
-def record_transitions(con: BaseBackend, as_of: date) -> int | None:
-    """Append the stage changes from the day before to ``as_of``; returns how many, or None when
-    the day before has no version to compare with (nothing is appended)."""
+def _ensure_transitions(con: BaseBackend) -> None:
+    """Create the transition log, or add ``since`` to a log from before it was recorded (every
+    change then was logged against the day before)."""
     if TRANSITIONS not in con.list_tables():
         con.create_table(TRANSITIONS, schema=TRANSITIONS_SCHEMA)
-    previous = as_of - timedelta(days=1)
-    if previous not in versions(con):
+    elif "since" not in con.table(TRANSITIONS).columns:
+        _sql(
+            con,
+            f"ALTER TABLE {TRANSITIONS} ADD COLUMN since DATE",
+            f"UPDATE {TRANSITIONS} SET since = CAST(as_of - INTERVAL 1 DAY AS DATE)",
+        )
+
+
+def record_transitions(con: BaseBackend, as_of: date) -> tuple[int, date] | None:
+    """Append the stage changes from the latest version before ``as_of`` (the day before, when
+    every day was run) to ``as_of``; returns how many and that version's day, or None when there
+    is no earlier version (nothing is appended)."""
+    _ensure_transitions(con)
+    earlier = [d for d in versions(con) if d < as_of]
+    if not earlier:
         return None
-    before = stages(con, previous).select(_cid="customer_id", from_stage="stage")
+    since = earlier[-1]
+    before = stages(con, since).select(_cid="customer_id", from_stage="stage")
     after = stages(con, as_of).select("customer_id", to_stage="stage")
     joined = after.left_join(before, after.customer_id == before._cid)
     changes = joined.filter(joined.from_stage.isnull() | (joined.from_stage != joined.to_stage)).select(
@@ -260,10 +307,11 @@ def record_transitions(con: BaseBackend, as_of: date) -> int | None:
         from_stage=joined.from_stage.fill_null("new"),
         to_stage=joined.to_stage,
         as_of=ibis.literal(as_of),
+        since=ibis.literal(since),
     )
     con.insert(TRANSITIONS, changes)
     log = con.table(TRANSITIONS)
-    return int(log.filter(log.as_of == as_of).count().to_pyarrow().as_py())
+    return int(log.filter(log.as_of == as_of).count().to_pyarrow().as_py()), since
 
 
 def mark_state(con: BaseBackend, day: date | None) -> None:
