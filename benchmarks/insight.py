@@ -3,7 +3,7 @@ DuckDB SQL and pandas doing the same work, in the same run, on the same warehous
 
     python -m benchmarks.insight [--warehouse /tmp/bankgrowth-bench/validated.duckdb] [--as-of 2026-10-31]
                                  [--repeat 2] [--variants sql ibis pandas full incremental]
-                                 [--history-days 1]
+                                 [--history-days 1] [--memory-limit 1GB]
 
 The warehouse is the one ``python -m benchmarks.run`` loads (2M customers / 50M transactions by
 default). Each variant materialises a table of (customer_id, stage, rfm_r, rfm_f, rfm_m, rfc_c);
@@ -12,7 +12,10 @@ full and incrementally from the day before, each on its own copy of the warehous
 versions, window-count states and transition logs are compared; each also reads the new version
 whole, as the audience profile does. ``--history-days 35`` first stores 35 daily versions (the
 default retention), so both runs meet the history a bank running daily would have. Each variant
-runs in its own process so its peak memory is its own.
+runs in its own process so its peak memory is its own. Peak memory includes DuckDB's cache of the
+blocks it read, which it keeps up to its memory limit (default: a quarter of physical memory);
+``--memory-limit`` sets the limit of every DuckDB variant, to see what a run needs rather than
+what it was allowed.
 """
 
 from __future__ import annotations
@@ -96,6 +99,11 @@ SELECT s.customer_id, s.stage, r.rfm_r, r.rfm_f, r.rfm_m, r.rfc_c FROM s LEFT JO
 """
 
 
+def _url(path: Path | str, args: dict[str, Any]) -> str:
+    limit = args.get("memory_limit")
+    return f"duckdb:///{path}" + (f"?memory_limit={limit}" if limit else "")
+
+
 def _run(variant: str, args: dict[str, Any], queue: Any) -> None:
     from bankgrowth.insight.lifecycle import Thresholds
     from bankgrowth.insight.tags import end_of_day
@@ -109,7 +117,7 @@ def _run(variant: str, args: dict[str, Any], queue: Any) -> None:
         from bankgrowth.insight.tags import BUILTIN_TAGS
         from bankgrowth.warehouse import engine
 
-        con = engine.connect(f"duckdb:///{args['warehouse']}")
+        con = engine.connect(_url(args["warehouse"], args))
         started = time.perf_counter()
         tags = [t for t in BUILTIN_TAGS if t.name in SUBSET]
         expr = build_tags(con, as_of, tags=tags).select(*OUT_COLUMNS)
@@ -131,7 +139,7 @@ def _run(variant: str, args: dict[str, Any], queue: Any) -> None:
             # the days before as-of: a full run on the first, then a nightly run a day, so the
             # history holds as many versions as a bank running daily would keep
             shutil.copy(args["warehouse"], nightly(args, "prev"))
-            con = engine.connect(f"duckdb:///{nightly(args, 'prev')}")
+            con = engine.connect(_url(nightly(args, "prev"), args))
             for back in range(args["history_days"], 0, -1):
                 report = service.run(con, settings, as_of=as_of - timedelta(days=back))
                 print(f"  prepared {report.as_of} ({report.mode}, {time.perf_counter() - started:.0f} s)", flush=True)
@@ -139,7 +147,7 @@ def _run(variant: str, args: dict[str, Any], queue: Any) -> None:
             queue.put({"seconds": time.perf_counter() - started, "peak_rss_mib": 0.0})
             return
         shutil.copy(nightly(args, "prev"), nightly(args, variant))
-        con = engine.connect(f"duckdb:///{nightly(args, variant)}")
+        con = engine.connect(_url(nightly(args, variant), args))
         started = time.perf_counter()
         report = service.run(con, settings, as_of=as_of, full=variant != "incremental")
         seconds = time.perf_counter() - started
@@ -162,6 +170,8 @@ def _run(variant: str, args: dict[str, Any], queue: Any) -> None:
         import duckdb
 
         con = duckdb.connect(args["warehouse"])
+        if args.get("memory_limit"):
+            con.execute(f"SET memory_limit = '{args['memory_limit']}'")
         con.execute("SET TimeZone = 'UTC'")
         con.execute("SET enable_progress_bar = false")
         started = time.perf_counter()
@@ -320,8 +330,11 @@ def main() -> None:
     parser.add_argument(
         "--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="a subset to run (default: all)"
     )
+    parser.add_argument(
+        "--memory-limit", help="DuckDB's memory limit for every DuckDB variant, e.g. 1GB (default: its own default)"
+    )
     a = parser.parse_args()
-    args = {"warehouse": a.warehouse, "as_of": a.as_of, "history_days": a.history_days}
+    args = {"warehouse": a.warehouse, "as_of": a.as_of, "history_days": a.history_days, "memory_limit": a.memory_limit}
     if {"full", "incremental"} & set(a.variants):
         run_variant("prepare", args)
         print(f"prepared: {a.history_days} daily version(s) before {a.as_of} on a copy")

@@ -1,9 +1,10 @@
-"""What the command line prints for a campaign's results: the goal's lift by stage and by
-institution in the goal's own unit, with its interval."""
+"""What the command line prints for a campaign's results (the goal's lift by stage and by
+institution in the goal's own unit, with its interval) and for a customer's stage history."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
 from decimal import Decimal
 
 import numpy as np
@@ -11,6 +12,7 @@ from rich.console import Console
 
 from bankgrowth.campaigns.schemas import Goal
 from bankgrowth.cli import render
+from bankgrowth.insight.service import CustomerView
 from bankgrowth.measurement.campaign import ArmResult, Cell, Results
 from bankgrowth.measurement.lift import sample_ratio, welch
 
@@ -54,3 +56,15 @@ def test_the_breakdowns_show_the_goal_in_its_unit() -> None:
     assert "churned" not in by_stage  # too small for a lift
     assert any(line.strip().startswith("by institution: alipay ¥+50.00 [") for line in amount.splitlines())
     assert "by stage: super +25.00 pp [" in conversion
+
+
+def test_a_stage_change_after_days_without_a_run_shows_the_span_it_happened_in() -> None:
+    history = [
+        {"from_stage": "bound", "to_stage": "transacting", "as_of": date(2026, 10, 31), "since": date(2026, 10, 30)},
+        {"from_stage": "transacting", "to_stage": "at_risk", "as_of": date(2026, 11, 14), "since": date(2026, 10, 31)},
+    ]
+    profile = dict.fromkeys(("name", "phone", "birth_year", "gender", "branch_id", "registered_on", "auth_level"), "x")
+    view = CustomerView(7, profile, {}, None, history, [], [], ZoneInfo("Asia/Shanghai"))
+    console = Console(record=True, width=400)
+    render.customer(console, view)
+    assert "stage history: transacting (2026-10-31) → at_risk (2026-11-01 – 2026-11-14)" in console.export_text()

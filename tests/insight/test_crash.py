@@ -161,3 +161,30 @@ def test_a_run_killed_at_any_step_loses_nothing(
     assert again.keys() == uninterrupted.keys()
     for key, expected in uninterrupted.items():
         assert again[key] == expected if not hasattr(expected, "equals") else again[key].equals(expected), key
+
+
+def test_a_run_failing_while_it_stores_leaves_nothing_and_the_next_runs_are_right(
+    first_day: Path, uninterrupted: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "warehouse.duckdb"
+    shutil.copy(first_day, path)
+
+    def failing(con: Any, as_of: date) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(store, "record_transitions", failing)  # after the version is written, before commit
+    with pytest.raises(RuntimeError, match="disk full"):
+        _run(path, DAYS[1])
+    monkeypatch.undo()
+    con = _connect(path)
+    try:
+        assert store.versions(con) == [DAYS[0]]
+        assert store.logged_run(con, DAYS[1]) is None
+        assert store.state_day(con) is None  # the state was moved: not trusted
+    finally:
+        con.disconnect()
+    assert _run(path, DAYS[1]).mode == "full"
+    assert _run(path, DAYS[2]).mode == "incremental"
+    again = _snapshot(path)
+    for key, expected in uninterrupted.items():
+        assert again[key] == expected if not hasattr(expected, "equals") else again[key].equals(expected), key

@@ -350,6 +350,15 @@ def _bar(share: float, width: int = 24) -> str:
     return "█" * round(share * width) if share > 0 else ""
 
 
+def _stage_change(h: dict[str, Any]) -> str:
+    """``at_risk (2026-11-14)``; after days without a run, when it happened is only known to a
+    span: ``at_risk (2026-11-01 – 2026-11-14)``."""
+    since, seen = h.get("since"), h["as_of"]
+    if since is None or seen - since == timedelta(days=1):
+        return f"{h['to_stage']} ({seen})"
+    return f"{h['to_stage']} ({since + timedelta(days=1)} – {seen})"
+
+
 def insight_run(console: Console, report: RunReport) -> None:
     console.print(
         f"insight run for {report.as_of} ({report.mode}"
@@ -480,7 +489,7 @@ def customer(console: Console, view: CustomerView) -> None:
             highlight=False,
         )
     if view.stage_history:
-        console.print("stage history: " + " → ".join(f"{h['to_stage']} ({h['as_of']})" for h in view.stage_history))
+        console.print("stage history: " + " → ".join(_stage_change(h) for h in view.stage_history), highlight=False)
     if view.bindings:
         table = Table(title="Bindings 绑卡", title_justify="left")
         for col in ("institution", "bound", "unbound", "channel", "one-click"):
