@@ -4,8 +4,8 @@ institution in the goal's own unit, with its interval) and for a customer's stag
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from zoneinfo import ZoneInfo
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import numpy as np
 from rich.console import Console

@@ -248,6 +248,14 @@ def test_the_service_picks_incremental_and_falls_back_when_it_must(loaded_bank, 
         assert fifth.mode == "full" and "window-count state" in fifth.reason
         runs = con.table(store.RUNS).order_by("ran_at").to_pyarrow().to_pylist()
         assert [r["mode"] for r in runs] == ["full", "incremental", "full", "full", "full"]
+
+        # other thresholds: the stored values were computed under the old ones
+        sixth = service.run(con, Settings(data_dir=tmp_path, churn_days=60), as_of=date(2026, 11, 2))
+        assert sixth.mode == "full" and "thresholds" in sixth.reason
+        # a day whose run left no log entry (a warehouse from before runs were logged)
+        con.raw_sql(f"DELETE FROM {store.RUNS} WHERE as_of = DATE '2026-11-02'")
+        seventh = service.run(con, Settings(data_dir=tmp_path, churn_days=60), as_of=date(2026, 11, 3))
+        assert seventh.mode == "full" and "the run of 2026-11-02 left no log entry" in seventh.reason
     finally:
         con.disconnect()
 

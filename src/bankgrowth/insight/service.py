@@ -131,7 +131,9 @@ def _incremental_blocker(con: BaseBackend, day: date, fingerprint: str, timezone
     if state_day != previous:
         return f"the window-count state is as of {state_day or 'an unfinished run'}, not {previous}"
     logged = store.logged_run(con, previous)
-    if logged is None or logged["fingerprint"] != fingerprint:
+    if logged is None:
+        return f"the run of {previous} left no log entry"
+    if logged["fingerprint"] != fingerprint:
         return "tag definitions, thresholds or timezone changed since the last run"
     now = store.source_counts(con, previous, timezone)
     late = [k for k, v in now.items() if logged.get(k) != v]
