@@ -130,6 +130,10 @@ def test_a_run_killed_at_any_step_loses_nothing(
         log = con.table(store.TRANSITIONS)
         assert log.filter(log.as_of >= DAYS[1]).count().to_pyarrow().as_py() == 0
         assert store.logged_run(con, DAYS[1]) is None
+        # a full run's rows wait in a table that outlives the process (an incremental run's in a
+        # temporary one)
+        left = [t for t in con.list_tables() if t.startswith(service.SCRATCH)]
+        assert bool(left) == (mode == "full"), left
     finally:
         con.disconnect()
 
