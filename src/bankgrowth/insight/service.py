@@ -142,7 +142,7 @@ def _incremental_blocker(con: BaseBackend, day: date, fingerprint: str, timezone
     return ""
 
 
-SCRATCH = "_tags_work_"  # a run's intermediate tables: this, its day, and a suffix
+SCRATCH = "_tags_work"  # a run's intermediate tables: this, _ and its day, then a suffix
 
 # The steps of a nightly run, in order, for a progress display: (step, steps, what) is reported
 # as each begins.
@@ -180,10 +180,9 @@ def run(
     th = Thresholds.from_settings(settings)
     fingerprint = _fingerprint(settings, tags)
     reason = "asked for (--full)" if full else _incremental_blocker(con, day, fingerprint, settings.timezone)
-    scratch = f"{SCRATCH}{day:%Y%m%d}"
-    for name in con.list_tables():  # left by a run that was killed
-        if name.startswith(SCRATCH):
-            con.drop_table(name, force=True)
+    scratch = f"{SCRATCH}_{day:%Y%m%d}"
+    for name in scratch_tables(con, SCRATCH):  # left by a run that was killed
+        con.drop_table(name, force=True)
     replaced = store.rewind(con, day)
     if replaced and not reason:
         reason = f"versions from {day} on are replaced"
@@ -220,7 +219,7 @@ def run(
                 con, day, scratch, complete=bool(reason), timezone=settings.timezone, thresholds=th, tags=tags
             )
             step("logging stage changes")
-            compared = store.record_transitions(con, day)
+            transitions, since = store.record_transitions(con, day) or (None, None)
             step("summarising")
             pruned = store.prune(con, settings.tag_retention_days)
             store.mark_state(con, day)
@@ -235,14 +234,14 @@ def run(
         day,
         customers,
         seconds,
-        None if compared is None else compared[0],
+        transitions,
         pruned,
         lifecycle_distribution(con, day),
         mode,
         reason,
         changed,
         replaced,
-        None if compared is None else compared[1],
+        since,
     )
 
 

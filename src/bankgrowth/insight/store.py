@@ -171,11 +171,12 @@ def transaction(con: BaseBackend) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        _IN_TRANSACTION.discard(con)
         con.raw_sql("ROLLBACK")  # type: ignore[attr-defined]
         raise
-    _IN_TRANSACTION.discard(con)
-    con.raw_sql("COMMIT")  # type: ignore[attr-defined]
+    else:
+        con.raw_sql("COMMIT")  # type: ignore[attr-defined]
+    finally:
+        _IN_TRANSACTION.discard(con)
 
 
 def _sql(con: BaseBackend, *statements: str) -> None:
