@@ -162,7 +162,7 @@ def _run(variant: str, args: dict[str, Any], queue: Any) -> None:
         history = con.table(store.HISTORY).count().to_pyarrow().as_py()
         print(
             f"  {variant}: {report.changed:,} of {report.customers:,} customers' rows written; "
-            f"the version read whole in {read:.2f} s from {history:,} history rows",
+            f"the version read whole in {read:.2f} s ({history:,} replaced rows kept)",
             flush=True,
         )
         con.disconnect()

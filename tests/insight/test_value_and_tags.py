@@ -111,11 +111,19 @@ def test_a_run_tells_its_progress_display_each_step_in_order(insight_run) -> Non
         assert told == [(i, len(plan), what) for i, what in enumerate(plan, start=1)]
 
 
+def _version(con, day: date):  # type: ignore[no-untyped-def]
+    return store.tags_table(con, day).order_by("customer_id").to_pyarrow()
+
+
 def test_rerunning_a_day_replaces_its_transitions(insight_run) -> None:
     con, settings, _, second, _ = insight_run
+    before = {d: _version(con, d) for d in store.versions(con)}
     again = service.run(con, settings, as_of=date(2026, 10, 31))
     assert again.transitions == second.transitions
     assert con.table(store.TRANSITIONS).count().to_pyarrow().as_py() == second.transitions
+    # the rerun rewound the day (its rows replaced, the day before's current again) and rewrote
+    # it: both versions read as they did
+    assert {d: _version(con, d) for d in store.versions(con)} == before
 
 
 def test_catalog_coverage_and_grid(insight_run) -> None:
@@ -216,5 +224,43 @@ def test_a_tag_added_later_becomes_a_column_and_older_versions_still_read(loaded
         assert store.tags_table(con).referrals_made.max().to_pyarrow().as_py() > 0
         old = store.tags_table(con, date(2026, 10, 30), tags=fewer).to_pyarrow()
         assert old.num_rows == first.customers > 0 and "referrals_made" not in old.column_names
+    finally:
+        con.disconnect()
+
+
+def test_a_history_from_before_the_current_table_reads_the_same_and_is_split_by_the_next_run(
+    loaded_bank, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    from bankgrowth.config import Settings
+
+    path = tmp_path / "w.duckdb"
+    shutil.copy(loaded_bank, path)
+    con = engine.connect(f"duckdb:///{path}")
+    settings = Settings(data_dir=tmp_path)
+    try:
+        days = [date(2026, 10, 30), date(2026, 10, 31)]
+        for day in days:
+            service.run(con, settings, as_of=day)
+        before = {d: _version(con, d) for d in days}
+        # given: the layout warehouses had before tag_current, every current row in tag_history
+        # with no valid_to
+        names = ", ".join(f'"{c}"' for c in con.table(store.CURRENT).columns if c not in ("customer_id", "valid_from"))
+        con.raw_sql(
+            f"INSERT INTO {store.HISTORY} (customer_id, valid_from, valid_to, {names}) "
+            f"SELECT customer_id, valid_from, NULL, {names} FROM {store.CURRENT}; DROP TABLE {store.CURRENT}"
+        )
+        # then: its versions read as they did
+        assert {d: _version(con, d) for d in days} == before
+        # when: the next night runs
+        report = service.run(con, settings, as_of=date(2026, 11, 1))
+        # then: incremental as before; the current rows are split out, and every version reads
+        assert report.mode == "incremental"
+        assert store.CURRENT in con.list_tables()
+        h = con.table(store.HISTORY)
+        assert h.filter(h.valid_to.isnull()).count().to_pyarrow().as_py() == 0
+        assert {d: _version(con, d) for d in days} == before
+        assert _version(con, report.as_of).num_rows == report.customers
     finally:
         con.disconnect()

@@ -2,10 +2,14 @@
 
 A tag version exists for each as-of day a run wrote, back to the retention window. Versions are
 not stored as one wide table per day — writing 2M wide rows costs a tenth of a full run on its
-own — but as one history of validity intervals, ``tag_history``: a row holds a customer's stored
-values (profile columns and aggregate tags) from ``valid_from`` until the day before
-``valid_to`` (NULL: still current). A nightly run closes and re-inserts only the customers whose
-values changed that day, so its write follows the day's data.
+own — but as validity intervals: a row holds a customer's stored values (profile columns and
+aggregate tags) from ``valid_from`` until the day before ``valid_to``. Each customer's current
+row is in ``tag_current`` (no ``valid_to``: still valid); when a run changes a customer's values,
+the old row moves to ``tag_history`` with ``valid_to`` set to that day and the new one takes its
+place. A nightly run moves only the customers whose values changed that day, so its write
+follows the day's data; the latest version is the current table alone, a table of one row per
+customer, and ``tag_history`` is appended in ``valid_to`` order, so reading an older version
+skips the blocks closed before it.
 
 Reading a version (:func:`tags_table`) selects the rows valid on that day and computes the rest
 on the fly: profile tags (age and tenure move with the date), derived tags, the stage, and the
@@ -45,7 +49,8 @@ if TYPE_CHECKING:
 
     from ibis.backends import BaseBackend
 
-HISTORY = "tag_history"
+CURRENT = "tag_current"  # each customer's current row
+HISTORY = "tag_history"  # rows replaced since, with the day they were (valid_to)
 VERSIONS = "tag_versions"
 VERSIONS_SCHEMA = ibis.schema(
     {
@@ -115,9 +120,15 @@ def _version(con: BaseBackend, day: date | None) -> dict[str, Any]:
 
 def stored_rows(con: BaseBackend, day: date) -> ir.Table:
     """The stored rows valid on ``day``: customer_id and the base columns."""
+    tables = con.list_tables()
     h = con.table(HISTORY)
-    valid = h.filter(h.valid_from <= day, h.valid_to.isnull() | (h.valid_to > day))
-    return valid.drop("valid_from", "valid_to")
+    if CURRENT not in tables:  # a warehouse whose versions were all written before tag_current
+        valid = h.filter(h.valid_from <= day, h.valid_to.isnull() | (h.valid_to > day))
+        return valid.drop("valid_from", "valid_to")
+    c = con.table(CURRENT)
+    current = c.filter(c.valid_from <= day).drop("valid_from")
+    replaced = h.filter(h.valid_from <= day, h.valid_to > day).select(*current.columns)
+    return current.union(replaced, distinct=False)
 
 
 def _decode_cuts(text: str) -> dict[str, list[tuple[Any, int]]]:
@@ -185,27 +196,54 @@ def _sql(con: BaseBackend, *statements: str) -> None:
         con.raw_sql("; ".join(statements))  # type: ignore[attr-defined]
 
 
+def _columns_sql(con: BaseBackend, scratch: str) -> dict[str, str]:
+    raw = con.con  # type: ignore[attr-defined]
+    return dict(raw.execute(f"SELECT column_name, column_type FROM (DESCRIBE {scratch})").fetchall())
+
+
 def _ensure_history(con: BaseBackend, scratch: str) -> None:
-    """Create the history to hold the columns of the table ``scratch``, or add those it lacks."""
+    """Create the current and replaced rows' tables to hold the columns of the table ``scratch``,
+    or add those they lack."""
     columns = con.table(scratch)
-    if HISTORY not in con.list_tables():
-        schema = ibis.schema(
-            {"customer_id": "int64", "valid_from": "date", "valid_to": "date"}
-            | {c: t for c, t in columns.schema().items() if c != "customer_id"}
+    tables = con.list_tables()
+    if HISTORY not in tables:
+        values = {c: t for c, t in columns.schema().items() if c != "customer_id"}
+        con.create_table(
+            HISTORY, schema=ibis.schema({"customer_id": "int64", "valid_from": "date", "valid_to": "date"} | values)
         )
-        con.create_table(HISTORY, schema=schema)
+        con.create_table(CURRENT, schema=ibis.schema({"customer_id": "int64", "valid_from": "date"} | values))
     else:
+        upgrade(con)
         # a tag added since the history began (a full run follows a change of definitions):
         # a new column, NULL in the older versions; a removed tag's column stays, unread
         have = set(con.table(HISTORY).columns)
         missing = [c for c in columns.columns if c not in have]
         if missing:
-            raw = con.con  # type: ignore[attr-defined]
-            types = dict(raw.execute(f"SELECT column_name, column_type FROM (DESCRIBE {scratch})").fetchall())
+            types = _columns_sql(con, scratch)
             for name in missing:
-                con.raw_sql(f'ALTER TABLE {HISTORY} ADD COLUMN "{name}" {types[name]}')  # type: ignore[attr-defined]
-    if VERSIONS not in con.list_tables():
+                for table in (HISTORY, CURRENT):
+                    con.raw_sql(f'ALTER TABLE {table} ADD COLUMN "{name}" {types[name]}')  # type: ignore[attr-defined]
+    if VERSIONS not in tables:
         con.create_table(VERSIONS, schema=VERSIONS_SCHEMA)
+
+
+def upgrade(con: BaseBackend) -> bool:
+    """Split a ``tag_history`` written before ``tag_current`` existed (its current rows had no
+    ``valid_to``): the current rows move to ``tag_current`` and the rest is rewritten in
+    ``valid_to`` order. Once, in one transaction; returns whether there was anything to do."""
+    tables = con.list_tables()
+    if HISTORY not in tables or CURRENT in tables:
+        return False
+    values = [c for c in con.table(HISTORY).columns if c not in ("customer_id", "valid_from", "valid_to")]
+    names = ", ".join(f'"{c}"' for c in values)
+    _sql(
+        con,
+        f"CREATE TABLE {CURRENT} AS SELECT customer_id, valid_from, {names} FROM {HISTORY} WHERE valid_to IS NULL",
+        f"CREATE TABLE {HISTORY}__sorted AS SELECT * FROM {HISTORY} WHERE valid_to IS NOT NULL ORDER BY valid_to",
+        f"DROP TABLE {HISTORY}",
+        f"ALTER TABLE {HISTORY}__sorted RENAME TO {HISTORY}",
+    )
+    return True
 
 
 def rewind(con: BaseBackend, day: date) -> list[date]:
@@ -214,10 +252,17 @@ def rewind(con: BaseBackend, day: date) -> list[date]:
     gone = [d for d in versions(con) if d >= day]
     if not gone:
         return []
+    upgrade(con)
+    values = [c for c in con.table(CURRENT).columns if c not in ("customer_id", "valid_from")]
+    names = ", ".join(f'"{c}"' for c in values)
     _sql(
         con,
+        # rows of the forgotten versions, then the rows those replaced become current again
         f"DELETE FROM {HISTORY} WHERE valid_from >= DATE '{day}'",
-        f"UPDATE {HISTORY} SET valid_to = NULL WHERE valid_to >= DATE '{day}'",
+        f"DELETE FROM {CURRENT} WHERE valid_from >= DATE '{day}'",
+        f"INSERT INTO {CURRENT} (customer_id, valid_from, {names}) "
+        f"SELECT customer_id, valid_from, {names} FROM {HISTORY} WHERE valid_to >= DATE '{day}'",
+        f"DELETE FROM {HISTORY} WHERE valid_to >= DATE '{day}'",
         f"DELETE FROM {VERSIONS} WHERE as_of >= DATE '{day}'",
         f"DELETE FROM {TRANSITIONS} WHERE as_of >= DATE '{day}'" if TRANSITIONS in con.list_tables() else "SELECT 1",
     )
@@ -247,19 +292,21 @@ def write_version(
     tags: Sequence[Tag] = BUILTIN_TAGS,
 ) -> tuple[int, int]:
     """Store the version of ``day`` (after the latest one; see :func:`rewind`) from the rows
-    :func:`stage_rows` computed into ``scratch``: in one transaction, the customers' open rows are
-    closed, theirs inserted and the version recorded. Returns (customers in the version, rows
-    written)."""
+    :func:`stage_rows` computed into ``scratch``: in one transaction, the customers' current rows
+    move to the history, closed on ``day``, theirs take their place and the version is recorded.
+    Returns (customers in the version, rows written)."""
     columns = base_columns(tags)
     names = ", ".join(f'"{c}"' for c in columns)
-    which = "" if complete else f" AND customer_id IN (SELECT customer_id FROM {scratch})"
+    which = "" if complete else f" WHERE customer_id IN (SELECT customer_id FROM {scratch})"
     with transaction(con):
         _ensure_history(con, scratch)
         _sql(
             con,
-            f"UPDATE {HISTORY} SET valid_to = DATE '{day}' WHERE valid_to IS NULL{which}",
             f"INSERT INTO {HISTORY} (customer_id, valid_from, valid_to, {names}) "
-            f"SELECT customer_id, DATE '{day}', NULL, {names} FROM {scratch}",
+            f"SELECT customer_id, valid_from, DATE '{day}', {names} FROM {CURRENT}{which}",
+            f"DELETE FROM {CURRENT}{which}",
+            f"INSERT INTO {CURRENT} (customer_id, valid_from, {names}) "
+            f"SELECT customer_id, DATE '{day}', {names} FROM {scratch}",
         )
         written = int(con.table(scratch).count().to_pyarrow().as_py())
         base = stored_rows(con, day)
