@@ -196,7 +196,8 @@ def _sql(con: BaseBackend, *statements: str) -> None:
         con.raw_sql("; ".join(statements))  # type: ignore[attr-defined]
 
 
-def _columns_sql(con: BaseBackend, scratch: str) -> dict[str, str]:
+def _column_types(con: BaseBackend, scratch: str) -> dict[str, str]:
+    """Each column of the table ``scratch`` with its type as DuckDB spells it."""
     raw = con.con  # type: ignore[attr-defined]
     return dict(raw.execute(f"SELECT column_name, column_type FROM (DESCRIBE {scratch})").fetchall())
 
@@ -219,7 +220,7 @@ def _ensure_history(con: BaseBackend, scratch: str) -> None:
         have = set(con.table(HISTORY).columns)
         missing = [c for c in columns.columns if c not in have]
         if missing:
-            types = _columns_sql(con, scratch)
+            types = _column_types(con, scratch)
             for name in missing:
                 for table in (HISTORY, CURRENT):
                     con.raw_sql(f'ALTER TABLE {table} ADD COLUMN "{name}" {types[name]}')  # type: ignore[attr-defined]
