@@ -202,7 +202,14 @@ def _column_types(con: BaseBackend, scratch: str) -> dict[str, str]:
     return dict(raw.execute(f"SELECT column_name, column_type FROM (DESCRIBE {scratch})").fetchall())
 
 
-def _ensure_history(con: BaseBackend, scratch: str) -> None:
+def _value_names(con: BaseBackend, table: str) -> str:
+    """The stored-value columns of ``table`` (all but the customer and the validity days), quoted
+    and comma-separated for SQL."""
+    keys = ("customer_id", "valid_from", "valid_to")
+    return ", ".join(f'"{c}"' for c in con.table(table).columns if c not in keys)
+
+
+def _ensure_tables(con: BaseBackend, scratch: str) -> None:
     """Create the current and replaced rows' tables to hold the columns of the table ``scratch``,
     or add those they lack."""
     columns = con.table(scratch)
@@ -235,8 +242,7 @@ def upgrade(con: BaseBackend) -> bool:
     tables = con.list_tables()
     if HISTORY not in tables or CURRENT in tables:
         return False
-    values = [c for c in con.table(HISTORY).columns if c not in ("customer_id", "valid_from", "valid_to")]
-    names = ", ".join(f'"{c}"' for c in values)
+    names = _value_names(con, HISTORY)
     _sql(
         con,
         f"CREATE TABLE {CURRENT} AS SELECT customer_id, valid_from, {names} FROM {HISTORY} WHERE valid_to IS NULL",
@@ -254,8 +260,7 @@ def rewind(con: BaseBackend, day: date) -> list[date]:
     if not gone:
         return []
     upgrade(con)
-    values = [c for c in con.table(CURRENT).columns if c not in ("customer_id", "valid_from")]
-    names = ", ".join(f'"{c}"' for c in values)
+    names = _value_names(con, CURRENT)
     _sql(
         con,
         # rows of the forgotten versions, then the rows those replaced become current again
@@ -300,7 +305,7 @@ def write_version(
     names = ", ".join(f'"{c}"' for c in columns)
     which = "" if complete else f" WHERE customer_id IN (SELECT customer_id FROM {scratch})"
     with transaction(con):
-        _ensure_history(con, scratch)
+        _ensure_tables(con, scratch)
         _sql(
             con,
             f"INSERT INTO {HISTORY} (customer_id, valid_from, valid_to, {names}) "
