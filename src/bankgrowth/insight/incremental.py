@@ -352,7 +352,11 @@ def build_incremental(
     # New customers: every stateful tag from all their rows (a bank's records may predate the
     # registration day), and their window counts added to the state.
     if new_ids.count().to_pyarrow().as_py() > 0:
-        theirs = {k: t.filter(t.customer_id.isin(new_ids.customer_id)) for k, t in sources.items()}
+        # their rows, read once from each source (each read scans the source's customer column)
+        theirs = {
+            k: _scratch(con, f"{scratch}_new_{k}", t.filter(t.customer_id.isin(new_ids.customer_id)))
+            for k, t in sources.items()
+        }
         fresh = new_ids.select(_fid="customer_id", _in_new=ibis.literal(True))
         their_counts = window_counts(theirs, tags, ctx)
         parts: list[ir.Table] = []
