@@ -160,6 +160,7 @@ def test_insight_commands(tmp_path: Path) -> None:
     second = run(["insight", "run"], tmp_path)
     # when
     lifecycle = run(["insight", "lifecycle", "--since", "2026-10-30"], tmp_path)
+    not_run = run(["insight", "lifecycle", "--since", "2026-10-01"], tmp_path)
     grid = run(["insight", "grid"], tmp_path)
     listing = run(["tags", "list"], tmp_path)
     detail = run(["tags", "show", "age_band"], tmp_path)
@@ -173,6 +174,10 @@ def test_insight_commands(tmp_path: Path) -> None:
     # each command is a new process: the day before's state is still recognised as current
     assert "(incremental)" in second.stdout
     assert "超级用户" in lifecycle.stdout and "Flows 2026-10-30" in lifecycle.stdout
+    assert not_run.returncode == 1 and "Traceback" not in not_run.stderr
+    # the error names the days that can be compared and the command that makes the missing one
+    assert "no tag version for 2026-10-01 (kept: 2026-10-30, 2026-10-31)" in not_run.stderr, not_run.stderr
+    assert "run `bankgrowth insight run --as-of 2026-10-01`" in not_run.stderr
     assert "value tier" in grid.stdout and "unbound" in grid.stdout
     assert "preferred_institution" in listing.stdout and "coverage" in listing.stdout
     assert "26-35" in detail.stdout

@@ -101,21 +101,25 @@ def latest(con: BaseBackend) -> date | None:
     return found[-1] if found else None
 
 
-def _missing(day: date | None) -> LookupError:
-    return LookupError(
-        f"no tag version for {day or 'any day'}; run `bankgrowth insight run`" + (f" --as-of {day}" if day else "")
-    )
+def _missing(day: date | None, kept: Sequence[date]) -> LookupError:
+    """The error for a day with no version: which days are kept, and the command that makes one."""
+    if not kept:
+        held = "none is stored yet"
+    elif len(kept) <= 5:
+        held = "kept: " + ", ".join(str(d) for d in kept)
+    else:
+        held = f"kept: {len(kept)} versions from {kept[0]} to {kept[-1]}"
+    command = "bankgrowth insight run" + (f" --as-of {day}" if day else "")
+    return LookupError(f"no tag version for {day or 'any day'} ({held}); run `{command}`")
 
 
 def _version(con: BaseBackend, day: date | None) -> dict[str, Any]:
-    day = day or latest(con)
-    if day is None or VERSIONS not in con.list_tables():
-        raise _missing(day)
+    kept = versions(con)
+    day = day or (kept[-1] if kept else None)
+    if day not in kept:
+        raise _missing(day, kept)
     v = con.table(VERSIONS)
-    rows = v.filter(v.as_of == day).to_pyarrow().to_pylist()
-    if not rows:
-        raise _missing(day)
-    return rows[0]
+    return v.filter(v.as_of == day).to_pyarrow().to_pylist()[0]
 
 
 def stored_rows(con: BaseBackend, day: date) -> ir.Table:
