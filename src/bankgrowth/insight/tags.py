@@ -629,12 +629,16 @@ def _builtin() -> list[Tag]:
         "bindings",
         lambda c: c.t.bound_at.min(where=c.t.bound_at < c.end),
     )
-    for inst in ("wechat_pay", "alipay", "unionpay_cloud"):
+    for inst, zh, en in (
+        ("wechat_pay", "微信支付", "WeChat Pay"),
+        ("alipay", "支付宝", "Alipay"),
+        ("unionpay_cloud", "云闪付", "UnionPay QuickPass"),
+    ):
         tag(
             f"bound_{inst}",
-            f"已绑{inst}",
-            f"Bound to {inst}",
-            f"Holds a live binding with {inst}.",
+            f"已绑{zh}",
+            f"Bound to {en}",
+            f"Holds a live binding with {en} (`{inst}`).",
             "channel",
             "rule",
             "bool",
