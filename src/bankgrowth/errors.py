@@ -3,6 +3,8 @@ Chinese and English. Services raise these; the API turns them into JSON, the CLI
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 
@@ -58,3 +60,9 @@ class Conflict(BankgrowthError):
 class Unavailable(BankgrowthError):
     status = 503
     default_code = "unavailable"
+
+
+def closest(name: str, known: Iterable[str]) -> str | None:
+    """The known name a mistyped ``name`` most likely meant, for a "did you mean" hint."""
+    found = difflib.get_close_matches(name, list(known), n=1, cutoff=0.75)
+    return found[0] if found else None

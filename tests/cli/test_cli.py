@@ -165,6 +165,7 @@ def test_insight_commands(tmp_path: Path) -> None:
     listing = run(["tags", "list"], tmp_path)
     detail = run(["tags", "show", "age_band"], tmp_path)
     unknown = run(["tags", "show", "no_such_tag"], tmp_path)
+    typo = run(["tags", "show", "txn_count_7"], tmp_path)
     truth = run(["insight", "truth-check"], tmp_path)
     customer = run(["customer", "1"], tmp_path)
     # then
@@ -181,7 +182,8 @@ def test_insight_commands(tmp_path: Path) -> None:
     assert "value tier" in grid.stdout and "unbound" in grid.stdout
     assert "preferred_institution" in listing.stdout and "coverage" in listing.stdout
     assert "26-35" in detail.stdout
-    assert unknown.returncode == 1 and "unknown tag(s): no_such_tag" in unknown.stderr
+    assert unknown.returncode == 1 and "unknown tag(s): no_such_tag; see" in unknown.stderr  # nothing close
+    assert typo.returncode == 1 and "did you mean txn_count_7 → txn_count_7d?" in typo.stderr
     assert truth.returncode == 0 and "agree" in truth.stdout
     assert customer.returncode == 0 and "****" in customer.stdout
 

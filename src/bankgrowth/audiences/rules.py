@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal, Union
 
-from bankgrowth.errors import Invalid
+from bankgrowth.errors import Invalid, closest
 
 Scalar = Union[int, float, str, bool, date, None]  # noqa: UP007 - a runtime alias used in isinstance checks
 FieldType = Literal["int", "float", "string", "bool", "timestamp", "date"]
@@ -774,7 +774,7 @@ def check_node(rule: Rule, catalog: Catalog) -> tuple[str, str, str, str] | None
     if isinstance(rule, Cond):
         ftype = catalog.fields.get(rule.field)
         if ftype is None:
-            near = _near(rule.field, catalog.fields)
+            near = closest(rule.field, catalog.fields)
             return (
                 f"unknown tag {rule.field!r}" + (f"; did you mean {near!r}?" if near else ""),
                 f"未知标签 {rule.field!r}" + (f"，是否为 {near!r}？" if near else ""),
@@ -881,13 +881,6 @@ def _ordered(lo: Any, hi: Any) -> bool:
     if isinstance(lo, str) and isinstance(hi, str):
         return lo <= hi
     return True
-
-
-def _near(name: str, names: Mapping[str, Any]) -> str | None:
-    import difflib
-
-    found = difflib.get_close_matches(name, list(names), n=1, cutoff=0.75)
-    return found[0] if found else None
 
 
 def check(rule: Rule, catalog: Catalog) -> None:

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import ibis
 
-from bankgrowth.errors import NotFound
+from bankgrowth.errors import NotFound, closest
 from bankgrowth.insight import imported, store
 from bankgrowth.insight.compute import COUNTING, build_base
 from bankgrowth.insight.incremental import build_incremental, scratch_tables
@@ -372,13 +372,17 @@ def catalog(
 ) -> list[TagStats]:
     """Coverage and distribution of every tag (or of ``names``) in a stored version."""
     t = scoped(con, store.tags_table(con, as_of), scope)
-    wanted = [tag for tag in catalog_tags(con) if names is None or tag.name in names]
-    unknown = set(names or []) - {tag.name for tag in wanted}
+    every = catalog_tags(con)
+    wanted = [tag for tag in every if names is None or tag.name in names]
+    unknown = sorted(set(names or []) - {tag.name for tag in wanted})
     if unknown:
-        listed = ", ".join(sorted(unknown))
+        listed = ", ".join(unknown)
+        near = [f"{name} → {hint}" for name in unknown if (hint := closest(name, [tag.name for tag in every]))]
+        en_hint = f" (did you mean {', '.join(near)}?)" if near else ""
+        zh_hint = f"（是否为 {'，'.join(near)}？）" if near else ""
         raise NotFound(
-            f"unknown tag(s): {listed}; see `bankgrowth tags list`",
-            f"没有标签：{listed}；可用 `bankgrowth tags list` 查看",
+            f"unknown tag(s): {listed}{en_hint}; see `bankgrowth tags list`",
+            f"没有标签：{listed}{zh_hint}；可用 `bankgrowth tags list` 查看",
             code="unknown_tag",
         )
     aggs: dict[str, Any] = {"_rows": t.count()}
