@@ -1,5 +1,5 @@
 """What the command line prints for a campaign's results (the goal's lift by stage and by
-institution in the goal's own unit, with its interval) and for a customer's stage history."""
+institution in the goal's own unit, with its interval), a customer's stage history and tags."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from rich.console import Console
 
 from bankgrowth.campaigns.schemas import Goal
 from bankgrowth.cli import render
-from bankgrowth.insight.service import CustomerView
+from bankgrowth.insight.service import CATALOG, CustomerView
 from bankgrowth.measurement.campaign import ArmResult, Cell, Results
 from bankgrowth.measurement.lift import sample_ratio, welch
 
@@ -68,3 +68,49 @@ def test_a_stage_change_after_days_without_a_run_shows_the_span_it_happened_in()
     console = Console(record=True, width=400)
     render.customer(console, view)
     assert "stage history: transacting (2026-10-31) → at_risk (2026-11-01 – 2026-11-14)" in console.export_text()
+
+
+def test_a_customers_tags_read_as_an_operator_reads_them() -> None:
+    # given: a customer's stored values as the warehouse returns them (times in UTC, amounts in fen)
+    tags = {
+        "txn_amount_30d": 886_840,
+        "marketing_consent": True,
+        "referred": False,
+        "night_share_90d": 0.096,
+        "last_txn_at": datetime(2026, 11, 13, 11, 32, tzinfo=UTC),
+        "preferred_institution": None,
+    }
+    binding = {
+        "institution": "alipay",
+        "bound_at": datetime(2021, 5, 21, 0, 53, tzinfo=UTC),
+        "unbound_at": None,
+        "bind_channel": "bank_app",
+        "one_click": True,
+    }
+    txn = {
+        "txn_at": datetime(2026, 11, 13, 16, 5, tzinfo=UTC),
+        "institution": "alipay",
+        "amount_yuan": Decimal("55.04"),
+        "merchant_category": "dining",
+        "scene": "online",
+    }
+    declared = {tag.name: tag for tag in CATALOG if tag.name in tags}
+    profile = dict.fromkeys(("name", "phone", "birth_year", "gender", "branch_id", "registered_on", "auth_level"), "x")
+    view = CustomerView(7, profile, tags, date(2026, 11, 14), [], [binding], [txn], ZoneInfo("Asia/Shanghai"), declared)
+    # when
+    console = Console(record=True, width=400)
+    render.customer(console, view)
+    lines = console.export_text().splitlines()
+
+    def row(name: str) -> list[str]:
+        found = next(line for line in lines if line.split("│")[0].strip() == name)
+        return [cell.strip() for cell in found.split("│")]
+
+    # then: labels in Chinese, amounts in yuan, yes/no, shares in percent, times in the business timezone
+    assert row("txn_amount_30d") == ["txn_amount_30d", "近30天交易金额", "¥8,868.40"]
+    assert row("marketing_consent")[2] == "yes 是" and row("referred")[2] == "no 否"
+    assert row("night_share_90d")[2] == "9.6%"
+    assert row("last_txn_at")[2] == "2026-11-13 19:32+08:00"
+    assert row("preferred_institution")[2] == "—"
+    assert any("2021-05-21 08:53+08:00" in line and "alipay" in line for line in lines)  # the binding
+    assert any("2026-11-14 00:05+08:00" in line and "¥55.04" in line for line in lines)  # the transaction

@@ -444,13 +444,17 @@ def tag_detail(console: Console, s: TagStats) -> None:
         table.add_column("")
         for value, count in s.top:
             share = count / s.rows if s.rows else 0
-            table.add_row(str(value), _n(count), f"{share:.1%}", _bar(share))
+            table.add_row(_num(value, t.unit), _n(count), f"{share:.1%}", _bar(share))
         console.print(table)
 
 
 def _num(v: Any, unit: str = "") -> str:
+    if isinstance(v, bool):
+        return "yes 是" if v else "no 否"
     if unit == "fen" and isinstance(v, int | float):
         return _fen(v)
+    if unit == "share" and isinstance(v, int | float):
+        return f"{v:.1%}"
     if isinstance(v, float):
         return f"{v:,.2f}"
     if isinstance(v, int):
@@ -471,6 +475,8 @@ def _range(low: float, high: float, integer: bool, unit: str) -> str:
         if unit == "fen":
             return _fen(first) if first == last else f"{_fen(first)}–{_fen(last)[1:]}"
         return f"{first:,}" if first == last else f"{first:,}–{last:,}"
+    if unit == "share":
+        return f"{low:.1%}–{high:.1%}"
     return f"{low:,.6g}–{high:,.6g}"
 
 
@@ -497,8 +503,8 @@ def customer(console: Console, view: CustomerView) -> None:
         for b in view.bindings:
             table.add_row(
                 b["institution"],
-                _fmt(b["bound_at"], b["bound_at"].tzinfo),
-                _fmt(b["unbound_at"], b["bound_at"].tzinfo),
+                _fmt(b["bound_at"], view.timezone),
+                _fmt(b["unbound_at"], view.timezone),
                 b["bind_channel"],
                 "yes" if b["one_click"] else "",
             )
@@ -509,7 +515,7 @@ def customer(console: Console, view: CustomerView) -> None:
             table.add_column(col, justify="right" if col == "amount" else "left")
         for t in view.recent_transactions:
             table.add_row(
-                _fmt(t["txn_at"], t["txn_at"].tzinfo),
+                _fmt(t["txn_at"], view.timezone),
                 t["institution"],
                 _yuan(t["amount_yuan"]),
                 t["merchant_category"],
@@ -517,13 +523,25 @@ def customer(console: Console, view: CustomerView) -> None:
             )
         console.print(table)
     if view.tags:
-        view_tz = view.timezone
         table = Table(title="Tags 标签", title_justify="left", show_edge=False)
         table.add_column("tag")
+        table.add_column("标签")
         table.add_column("value", overflow="fold")
-        for k, v in view.tags.items():
-            table.add_row(k, "—" if v is None else _fmt(v, view_tz) if isinstance(v, datetime) else _num(v))
+        for name, value in view.tags.items():
+            declared = view.declarations.get(name)
+            unit = declared.unit if declared else ""
+            table.add_row(name, declared.zh if declared else "", _tag_value(value, unit, view.timezone))
         console.print(table)
+
+
+def _tag_value(value: Any, unit: str, tz: tzinfo) -> str:
+    """One customer's tag value as an operator reads it: times in the business timezone, amounts
+    in yuan, yes/no, shares as percentages."""
+    if value is None:
+        return "—"
+    if isinstance(value, datetime):
+        return _fmt(value, tz)
+    return _num(value, unit)
 
 
 def agreement(console: Console, a: Agreement) -> None:

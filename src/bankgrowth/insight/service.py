@@ -450,6 +450,7 @@ class CustomerView:
     bindings: list[dict[str, Any]]
     recent_transactions: list[dict[str, Any]]
     timezone: ZoneInfo
+    declarations: dict[str, Tag] = field(default_factory=dict)  # each shown tag's labels, type and unit
 
 
 def customer_view(
@@ -491,7 +492,8 @@ def customer_view(
     )
     for r in recent_rows:
         r["amount_yuan"] = Decimal(r.pop("amount_fen")) / 100
-    return CustomerView(customer_id, profile, tags, day, history, bindings, recent_rows, ZoneInfo(timezone))
+    declared = {tag.name: tag for tag in catalog_tags(con) if tag.name in tags}
+    return CustomerView(customer_id, profile, tags, day, history, bindings, recent_rows, ZoneInfo(timezone), declared)
 
 
 CHANNEL_FIELDS = ("stage", "value_tier", "rfm_segment", "preferred_institution")

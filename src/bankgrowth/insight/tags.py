@@ -157,7 +157,7 @@ class Tag:
     dtype: Literal["int", "float", "string", "bool", "timestamp", "date"]
     source: Source
     expr: Callable[[Ctx], ir.Value] | Agg
-    unit: str = ""
+    unit: str = ""  # "fen" (amounts), "day", "year", "share" (a fraction of 1), or none
     refresh: str = "daily"
     fill: int | float | bool | None = None  # value for customers with no source rows (counts: 0)
 
@@ -767,6 +767,7 @@ def _builtin() -> list[Tag]:
         "float",
         "derived",
         lambda c: _share("weekend_txns_90d", "txn_count_90d")(c),
+        unit="share",
     )
     tag(
         "night_share_90d",
@@ -778,6 +779,7 @@ def _builtin() -> list[Tag]:
         "float",
         "derived",
         lambda c: _share("night_txns_90d", "txn_count_90d")(c),
+        unit="share",
     )
     tag(
         "online_share_90d",
@@ -789,6 +791,7 @@ def _builtin() -> list[Tag]:
         "float",
         "derived",
         lambda c: _share("online_txns_90d", "txn_count_90d")(c),
+        unit="share",
     )
     tag(
         "txn_trend_30d",
