@@ -377,7 +377,8 @@ def catalog(
     unknown = sorted(set(names or []) - {tag.name for tag in wanted})
     if unknown:
         listed = ", ".join(unknown)
-        near = [f"{name} → {hint}" for name in unknown if (hint := closest(name, [tag.name for tag in every]))]
+        known = [tag.name for tag in every]
+        near = [f"{name} → {hint}" for name in unknown if (hint := closest(name, known))]
         en_hint = f" (did you mean {', '.join(near)}?)" if near else ""
         zh_hint = f"（是否为 {'，'.join(near)}？）" if near else ""
         raise NotFound(

@@ -114,12 +114,13 @@ def _missing(day: date | None, kept: Sequence[date]) -> LookupError:
 
 
 def _version(con: BaseBackend, day: date | None) -> dict[str, Any]:
-    kept = versions(con)
-    day = day or (kept[-1] if kept else None)
-    if day not in kept:
-        raise _missing(day, kept)
-    v = con.table(VERSIONS)
-    return v.filter(v.as_of == day).to_pyarrow().to_pylist()[0]
+    day = day or latest(con)
+    if day is not None and VERSIONS in con.list_tables():
+        v = con.table(VERSIONS)
+        rows = v.filter(v.as_of == day).to_pyarrow().to_pylist()
+        if rows:
+            return rows[0]
+    raise _missing(day, versions(con))  # the kept days are only read for the error
 
 
 def stored_rows(con: BaseBackend, day: date) -> ir.Table:
