@@ -112,5 +112,6 @@ def test_a_customers_tags_read_as_an_operator_reads_them() -> None:
     assert row("night_share_90d")[2] == "9.6%"
     assert row("last_txn_at")[2] == "2026-11-13 19:32+08:00"
     assert row("preferred_institution")[2] == "—"
-    assert any("2021-05-21 08:53+08:00" in line and "alipay" in line for line in lines)  # the binding
+    binding_row = next(line for line in lines if "2021-05-21 08:53+08:00" in line)  # the binding
+    assert "alipay" in binding_row and "yes 是" in binding_row
     assert any("2026-11-14 00:05+08:00" in line and "¥55.04" in line for line in lines)  # the transaction

@@ -506,7 +506,7 @@ def customer(console: Console, view: CustomerView) -> None:
                 _fmt(b["bound_at"], view.timezone),
                 _fmt(b["unbound_at"], view.timezone),
                 b["bind_channel"],
-                "yes" if b["one_click"] else "",
+                _num(bool(b["one_click"])),
             )
         console.print(table)
     if view.recent_transactions:
