@@ -288,6 +288,12 @@ def test_branch_aggregates_count_only_the_branch(world: World) -> None:
     tag_a = world.call("GET", "/api/v1/tags/txn_count_30d", "a_admin").json()
     assert tag_a["rows"] == len(world.customers["A"])
     assert sum(b["customers"] for b in tag_a["histogram"]) == len(world.customers["A"])  # the chart too
+    # the nightly runs' log: bank-wide counts for HQ only
+    runs_hq = world.call("GET", "/api/v1/insight/runs", "hq_admin").json()
+    runs_a = world.call("GET", "/api/v1/insight/runs", "a_admin").json()
+    assert runs_hq[0]["customers"] == total_hq
+    assert [r["as_of"] for r in runs_a] == [r["as_of"] for r in runs_hq]
+    assert {(r["customers"], r["changed"], r["transitions"]) for r in runs_a} == {(None, None, None)}
 
 
 def _others(world: World) -> int:

@@ -162,6 +162,7 @@ def test_insight_commands(tmp_path: Path) -> None:
     lifecycle = run(["insight", "lifecycle", "--since", "2026-10-30"], tmp_path)
     not_run = run(["insight", "lifecycle", "--since", "2026-10-01"], tmp_path)
     grid = run(["insight", "grid"], tmp_path)
+    runs = run(["insight", "runs"], tmp_path)
     listing = run(["tags", "list"], tmp_path)
     detail = run(["tags", "show", "age_band"], tmp_path)
     unknown = run(["tags", "show", "no_such_tag"], tmp_path)
@@ -180,6 +181,12 @@ def test_insight_commands(tmp_path: Path) -> None:
     assert "no tag version for 2026-10-01 (kept: 2026-10-30, 2026-10-31)" in not_run.stderr, not_run.stderr
     assert "run `bankgrowth insight run --as-of 2026-10-01`" in not_run.stderr
     assert "value tier" in grid.stdout and "unbound" in grid.stdout
+    # the run log, newest first: the incremental night, then the first, full for want of a day before
+    logged = [line for line in runs.stdout.splitlines() if line.startswith("│ 2026-")]
+    assert [[cell.strip() for cell in line.split("│")[1:3]] for line in logged] == [
+        ["2026-10-31", "incremental"],
+        ["2026-10-30", "full: no stored version of 2026-10-29"],
+    ], runs.stdout
     assert "preferred_institution" in listing.stdout and "coverage" in listing.stdout
     assert "26-35" in detail.stdout
     assert unknown.returncode == 1 and "unknown tag(s): no_such_tag; see" in unknown.stderr  # nothing close

@@ -256,6 +256,33 @@ def test_the_service_picks_incremental_and_falls_back_when_it_must(loaded_bank, 
         con.raw_sql(f"DELETE FROM {store.RUNS} WHERE as_of = DATE '2026-11-02'")
         seventh = service.run(con, Settings(data_dir=tmp_path, churn_days=60), as_of=date(2026, 11, 3))
         assert seventh.mode == "full" and "the run of 2026-11-02 left no log entry" in seventh.reason
+
+        # the run log, newest first, says what each run reported
+        reports = [seventh, fifth, fourth, third, second, first]  # the sixth's entry was deleted above
+        history = service.run_history(con)
+        assert [(h.as_of, h.mode, h.reason) for h in history] == [(r.as_of, r.mode, r.reason) for r in reports]
+        assert [(h.customers, h.changed, h.transitions) for h in history] == [
+            (r.customers, r.changed, r.transitions or 0) for r in reports
+        ]
+        assert {h.version for h in history} == {"kept"}
+        assert [h.as_of for h in service.run_history(con, limit=2)] == [date(2026, 11, 3), date(2026, 11, 1)]
+
+        # running 2026-10-31 again replaces the versions from that day on; keeping two days drops
+        # the older ones, whose stage changes stay in the log
+        eighth = service.run(con, Settings(data_dir=tmp_path, tag_retention_days=2), as_of=date(2026, 10, 31))
+        history = service.run_history(con)
+        assert [(h.as_of, h.version) for h in history] == [
+            (date(2026, 10, 31), "kept"),
+            (date(2026, 11, 3), "replaced"),
+            (date(2026, 11, 1), "replaced"),
+            (date(2026, 10, 31), "replaced"),
+            (date(2026, 10, 30), "kept"),
+            (date(2026, 10, 29), "dropped"),
+            (date(2026, 10, 28), "dropped"),
+        ]
+        assert (history[0].changed, history[0].transitions) == (eighth.changed, eighth.transitions)
+        assert [(h.changed, h.transitions) for h in history[1:4]] == [(None, None)] * 3
+        assert (history[5].changed, history[5].transitions) == (None, second.transitions)
     finally:
         con.disconnect()
 

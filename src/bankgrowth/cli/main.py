@@ -274,6 +274,18 @@ def insight_run_cmd(
     render.insight_run(console, report)
 
 
+@insight_app.command("runs")
+def insight_runs_cmd(
+    limit: Annotated[int, typer.Option(min=1, help="How many runs to show, newest first.")] = 30,
+) -> None:
+    """The nightly runs: full or incremental and why, how long, rows written, stage changes, and
+    whether each version is still kept."""
+    settings = _settings()
+    with _warehouse(settings) as con:
+        runs = insight_service.run_history(con, limit=limit)
+    render.run_history(console, runs, settings.tz)
+
+
 @insight_app.command("lifecycle")
 def insight_lifecycle_cmd(
     as_of: Annotated[str | None, typer.Option("--as-of", help="Version to show (default: latest).")] = None,

@@ -13,7 +13,7 @@ from bankgrowth.campaigns.reach import DispatchReport
 from bankgrowth.demo import DemoResult
 from bankgrowth.evaluation.campaigns import TrueEffect
 from bankgrowth.evaluation.lifecycle import Agreement
-from bankgrowth.insight.service import CustomerView, Matrix, RunReport, StageCount, TagStats
+from bankgrowth.insight.service import CustomerView, LoggedRun, Matrix, RunReport, StageCount, TagStats
 from bankgrowth.measurement.campaign import Cell, Results
 from bankgrowth.measurement.kpi import BankSummary
 from bankgrowth.warehouse.ingest import LoadReport
@@ -376,6 +376,34 @@ def insight_run(console: Console, report: RunReport) -> None:
         highlight=False,
     )
     lifecycle(console, report.distribution)
+
+
+def run_history(console: Console, runs: list[LoggedRun], tz: tzinfo) -> None:
+    if not runs:
+        console.print("no insight run logged yet; run `bankgrowth insight run`")
+        return
+    offset = datetime.now(tz).strftime("%z")
+    table = Table(
+        title=f"Nightly insight runs 跑批记录, newest first (times UTC{offset[:3]}:{offset[3:]})", title_justify="left"
+    )
+    for col in ("as of", "run", "seconds", "customers", "written", "stage changes", "version", "ran at"):
+        numeric = col in ("seconds", "customers", "written", "stage changes")
+        table.add_column(col, justify="right" if numeric else "left", no_wrap=col not in ("run", "stage changes"))
+    for r in runs:
+        changes = "—" if r.transitions is None else _n(r.transitions)
+        if r.transitions and r.since is not None and r.as_of - r.since != timedelta(days=1):
+            changes += f" since {r.since}"
+        table.add_row(
+            str(r.as_of),
+            r.mode + (f": {r.reason}" if r.reason else ""),
+            f"{r.seconds:.1f}",
+            "—" if r.customers is None else _n(r.customers),
+            "—" if r.changed is None else _n(r.changed),
+            changes,
+            r.version,
+            r.ran_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
+        )
+    console.print(table)
 
 
 def lifecycle(console: Console, dist: list[StageCount]) -> None:

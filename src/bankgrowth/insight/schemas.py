@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class StageCountRead(BaseModel):
@@ -23,6 +23,25 @@ class MatrixRead(BaseModel):
     columns: list[str]
     counts: list[list[int]]
     total: int
+
+
+class InsightRunRead(BaseModel):
+    """One nightly run as it was logged. The customer counts are bank-wide, so they are null for
+    a user below HQ."""
+
+    as_of: date
+    mode: str = Field(description="full or incremental")
+    reason: str = Field(description="why it was a full run; empty for an incremental one")
+    seconds: float
+    ran_at: datetime
+    version: str = Field(
+        description="kept: its version is stored; replaced: that day or an earlier one was run again "
+        "later; dropped: past retention"
+    )
+    customers: int | None = Field(description="customers in the version")
+    changed: int | None = Field(description="customers whose stored row the run wrote (kept versions)")
+    transitions: int | None = Field(description="stage changes the run logged; null when replaced")
+    since: date | None = Field(description="the version those stage changes are counted from")
 
 
 class TagRead(BaseModel):

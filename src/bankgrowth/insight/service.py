@@ -9,7 +9,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -243,6 +243,71 @@ def run(
         replaced,
         since,
     )
+
+
+@dataclass(frozen=True)
+class LoggedRun:
+    """One nightly run as ``insight_runs`` logged it, with what became of its version."""
+
+    as_of: date
+    mode: str  # "full" or "incremental"
+    reason: str  # why it was a full run ("" for an incremental one)
+    seconds: float
+    ran_at: datetime
+    # "kept": its version is stored; "replaced": that day, or an earlier one, was run again later
+    # (a run replaces the versions from its day on); "dropped": no longer stored (past retention)
+    version: str
+    customers: int | None  # customers in the version; None outside HQ (a bank-wide figure)
+    changed: int | None  # customers whose stored row it wrote, while the version is kept
+    transitions: int | None  # stage changes it logged, unless replaced
+    since: date | None  # the version those changes are from
+
+
+def run_history(con: BaseBackend, *, limit: int = 30, scope: Scope | None = None) -> list[LoggedRun]:
+    """The latest ``limit`` nightly runs, newest first. Counts of customers are bank-wide, so a
+    branch scope gets the runs without them."""
+    if store.RUNS not in con.list_tables():
+        return []
+    runs = con.table(store.RUNS)
+    logged = (
+        runs.select("as_of", "mode", "reason", "seconds", "ran_at", "customers")
+        .order_by([ibis.desc("ran_at"), ibis.desc("as_of")])
+        .to_pyarrow()
+        .to_pylist()
+    )
+    kept: dict[date, int] = {}
+    if store.VERSIONS in con.list_tables():
+        v = con.table(store.VERSIONS)
+        kept = {r["as_of"]: int(r["changed"]) for r in v.select("as_of", "changed").to_pyarrow().to_pylist()}
+    changes: dict[date, tuple[int, date]] = {}
+    if store.TRANSITIONS in con.list_tables():
+        t = con.table(store.TRANSITIONS)
+        per_day = t.group_by(["as_of", "since"]).aggregate(n=t.count()).to_pyarrow().to_pylist()
+        changes = {r["as_of"]: (int(r["n"]), r["since"]) for r in per_day}
+    bank_wide = scope is None or scope.is_root
+    out: list[LoggedRun] = []
+    rerun_from: date | None = None  # the earliest day run after the entry being read
+    for r in logged[:limit]:
+        day = r["as_of"]
+        replaced = rerun_from is not None and rerun_from <= day
+        rerun_from = day if rerun_from is None else min(rerun_from, day)
+        version = "replaced" if replaced else "kept" if day in kept else "dropped"
+        n, since = (None, None) if replaced else changes.get(day, (0, None))
+        out.append(
+            LoggedRun(
+                day,
+                r["mode"],
+                r["reason"],
+                float(r["seconds"]),
+                r["ran_at"],
+                version,
+                int(r["customers"]) if bank_wide else None,
+                kept.get(day) if bank_wide and version == "kept" else None,
+                n if bank_wide else None,
+                since,
+            )
+        )
+    return out
 
 
 def scoped(con: BaseBackend, t: ibis.Table, scope: Scope | None) -> ibis.Table:

@@ -13,6 +13,7 @@ from bankgrowth.insight.schemas import (
     BinRead,
     ChannelProfile,
     CustomerViewRead,
+    InsightRunRead,
     MatrixRead,
     StageCountRead,
     TagRead,
@@ -65,6 +66,15 @@ def transitions(con: WarehouseDep, principal: Reader, start: date, end: date) ->
 @router.get("/insight/grid", response_model=MatrixRead, summary="The customer grid: stage × value tier (宫格)")
 def grid(con: WarehouseDep, principal: Reader, as_of: AsOf = None) -> MatrixRead:
     return _matrix(service.grid(con, as_of, scope=principal.scope))
+
+
+@router.get("/insight/runs", response_model=list[InsightRunRead], summary="The nightly runs, newest first (跑批记录)")
+def runs(
+    con: WarehouseDep,
+    principal: Reader,
+    limit: Annotated[int, Query(ge=1, le=1000, description="How many runs.")] = 30,
+) -> list[InsightRunRead]:
+    return [InsightRunRead(**vars(r)) for r in service.run_history(con, limit=limit, scope=principal.scope)]
 
 
 @router.get("/tags", response_model=list[TagRead], summary="The tag catalog's definitions (标签目录)")
