@@ -5,7 +5,7 @@ Validated once at start-up; every front end (CLI, API) and every service receive
 
 from __future__ import annotations
 
-from datetime import time
+from datetime import UTC, datetime, time, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -14,9 +14,25 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bankgrowth.warehouse.timeutil import fixed_offset
-
 DEVELOPMENT_SECRET = "development-only-secret-do-not-use-in-production"
+
+
+def fixed_offset(timezone: str) -> timedelta:
+    """The zone's constant UTC offset; ValueError if the zone has changed offset since 2000."""
+    zone = ZoneInfo(timezone)
+    offsets = {
+        datetime(year, month, 15, tzinfo=UTC).astimezone(zone).utcoffset()
+        for year in range(2000, 2040)
+        for month in (1, 7)
+    }
+    if len(offsets) != 1:
+        raise ValueError(
+            f"timezone {timezone!r} changes its UTC offset (daylight saving); bankgrowth needs a "
+            "fixed-offset business timezone such as Asia/Shanghai"
+        )
+    offset = offsets.pop()
+    assert offset is not None
+    return offset
 
 
 class Settings(BaseSettings):

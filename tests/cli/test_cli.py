@@ -303,3 +303,23 @@ def test_serve_answers_health_and_login(tmp_path: Path) -> None:
     assert me.json()["roles"] == ["admin"] and me.json()["org_id"] == "HQ"
     assert "/api/v1/users" in docs.json()["paths"]
     assert '"route": "/api/v1/auth/me"' in err  # JSON request log lines
+
+
+def test_help_and_the_command_tree_load_no_engine() -> None:
+    # given: the command line asked for help, as a person exploring it does
+    code = (
+        "import sys\n"
+        "sys.argv = ['bankgrowth', 'insight', '--help']\n"
+        "from bankgrowth.cli.main import run\n"
+        "try:\n"
+        "    run()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = ('ibis', 'duckdb', 'sqlalchemy', 'scipy', 'pandas', 'pyspark', 'fastapi')\n"
+        "print('loaded:', *(m for m in heavy if m in sys.modules))\n"
+    )
+    # when
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    # then: each command imports the services it calls, so help answers without importing them
+    assert "nightly tag run" in result.stdout, result.stderr
+    assert result.stdout.splitlines()[-1] == "loaded:", result.stdout

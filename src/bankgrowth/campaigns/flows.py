@@ -33,7 +33,7 @@ from bankgrowth.audiences import service as audiences
 from bankgrowth.campaigns import reach, service, store
 from bankgrowth.campaigns.assignment import CONTROL, assign
 from bankgrowth.campaigns.models import Campaign, DoNotContact, Execution, ExecutionBatch, Message
-from bankgrowth.campaigns.schemas import Arm, Definition, Status
+from bankgrowth.campaigns.schemas import BATCH, Arm, Definition, Status
 from bankgrowth.errors import Conflict, NotFound
 from bankgrowth.operational import bulk
 from bankgrowth.operational.base import utcnow
@@ -57,7 +57,6 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
 ProgressFn = Callable[[int, int], None]
-BATCH = 2000
 DEADLOCK_RETRIES = 5
 
 

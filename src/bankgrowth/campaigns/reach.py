@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from bankgrowth.campaigns.connectors import Connector, Outgoing, Receipt, verify
 from bankgrowth.campaigns.models import Campaign, CampaignVersion, ContactGuard, DoNotContact, Message
-from bankgrowth.campaigns.schemas import Channel
+from bankgrowth.campaigns.schemas import ALL, Channel
 from bankgrowth.errors import Forbidden, Invalid
 from bankgrowth.platform import audit
 from bankgrowth.platform.access import Permission, Principal
@@ -46,7 +46,6 @@ if TYPE_CHECKING:
     from bankgrowth.config import Settings
 
 WINDOWS = {"day": timedelta(days=1), "week": timedelta(days=7), "month": timedelta(days=30)}
-ALL = "*"
 DUE = ("queued", "deferred")
 STALE = timedelta(minutes=10)
 CHANNELS = frozenset(str(c) for c in Channel)

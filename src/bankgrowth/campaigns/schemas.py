@@ -31,6 +31,11 @@ class Channel(StrEnum):
     OUTBOUND_CALL = "outbound_call"  # 外呼名单
 
 
+ALL = "*"
+"""Every channel at once: a do-not-contact entry or a contact cap that holds across channels."""
+BATCH = 2000
+"""Customers a campaign's execution grants and queues per transaction."""
+
 CHANNEL_LABELS: dict[Channel, tuple[str, str]] = {
     Channel.SMS: ("短信", "SMS"),
     Channel.APP_PUSH: ("App推送", "App push"),

@@ -19,6 +19,7 @@ from bankgrowth.campaigns import flows, reach, templates
 from bankgrowth.campaigns import service as campaigns
 from bankgrowth.campaigns.models import Campaign
 from bankgrowth.campaigns.schemas import (
+    ALL,
     CODE,
     CampaignCreate,
     CampaignDetail,
@@ -310,7 +311,7 @@ def remove_do_not_contact(
     principal: Writer,
     channel: Annotated[Channel | None, Query(description="Default: the entry for every channel (*).")] = None,
 ) -> dict[str, Any]:
-    which = str(channel) if channel is not None else reach.ALL
+    which = str(channel) if channel is not None else ALL
     with session.begin():
         flows.remove_do_not_contact(session, con, principal=principal, customer_id=str(customer_id), channel=which)
     return {"customer_id": str(customer_id), "channel": which, "removed": True}

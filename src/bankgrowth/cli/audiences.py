@@ -11,11 +11,8 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
-from sqlalchemy.orm import Session
 
-from bankgrowth.audiences import flows as audience_flows
 from bankgrowth.audiences import rules
-from bankgrowth.audiences import service as audiences
 from bankgrowth.audiences.schemas import AudienceCreate, Definition, ListUpload
 from bankgrowth.audiences.segments import CORE_SEGMENTS
 from bankgrowth.cli import render
@@ -54,6 +51,8 @@ def _definition(text: str | None, path: Path | None) -> dict[str, Any]:
 @audiences_app.command("list")
 def list_cmd(org: Org = None) -> None:
     """Audiences I can use: my subtree's and HQ's."""
+    from bankgrowth.audiences import service as audiences
+
     s = settings()
     with transaction(s) as session:
         rows = [
@@ -68,6 +67,8 @@ def show_cmd(
     code: str, version: Annotated[int | None, typer.Option(help="Version (default: current).")] = None, org: Org = None
 ) -> None:
     """One audience: its definition (text and JSON) and its snapshots."""
+    from bankgrowth.audiences import service as audiences
+
     s = settings()
     with transaction(s) as session:
         who = principal(session, org)
@@ -97,6 +98,8 @@ def create_cmd(
     org: Org = None,
 ) -> None:
     """Define an audience by a rule; the rule is checked against the tag catalog."""
+    from bankgrowth.audiences import service as audiences
+
     s = settings()
     with warehouse(s) as con, transaction(s) as session:
         data = AudienceCreate(
@@ -110,6 +113,8 @@ def create_cmd(
 @audiences_app.command("update")
 def update_cmd(code: str, rule: RuleText = None, rule_json: RuleFile = None, org: Org = None) -> None:
     """A new version of an audience's rule (earlier versions and snapshots are kept)."""
+    from bankgrowth.audiences import service as audiences
+
     s = settings()
     with warehouse(s) as con, transaction(s) as session:
         a = audiences.update(
@@ -127,6 +132,8 @@ def count_cmd(
     org: Org = None,
 ) -> None:
     """How many customers an audience (or a rule not saved yet) selects, in my scope."""
+    from bankgrowth.audiences import service as audiences
+
     s = settings()
     with warehouse(s) as con, transaction(s) as session:
         who = principal(session, org)
@@ -147,6 +154,8 @@ def count_cmd(
 @audiences_app.command("preview")
 def preview_cmd(code: str, limit: int = 20, as_of: AsOf = None, org: Org = None) -> None:
     """A few members with their main tags (personal data masked)."""
+    from bankgrowth.audiences import service as audiences
+
     s = settings()
     with warehouse(s) as con, transaction(s) as session:
         rows = audiences.preview(
@@ -164,6 +173,10 @@ def preview_cmd(code: str, limit: int = 20, as_of: AsOf = None, org: Org = None)
 @audiences_app.command("snapshot")
 def snapshot_cmd(code: str, as_of: AsOf = None, org: Org = None) -> None:
     """Materialize the members now (definition version and tag day recorded)."""
+    from sqlalchemy.orm import Session
+
+    from bankgrowth.audiences import flows as audience_flows
+
     s = settings()
     with warehouse(s) as con, store(s) as eng, Session(eng, expire_on_commit=False) as session:
         snap = audience_flows.take_snapshot(
@@ -175,6 +188,8 @@ def snapshot_cmd(code: str, as_of: AsOf = None, org: Org = None) -> None:
 @audiences_app.command("diff")
 def diff_cmd(before: int, after: int, org: Org = None) -> None:
     """Who joined and who left between two snapshots."""
+    from bankgrowth.audiences import service as audiences
+
     s = settings()
     with warehouse(s) as con, transaction(s) as session:
         d = audiences.diff(session, con, principal=principal(session, org), before=before, after=after)
@@ -191,6 +206,8 @@ def diff_cmd(before: int, after: int, org: Org = None) -> None:
 @audiences_app.command("overlap")
 def overlap_cmd(codes: list[str], as_of: AsOf = None, org: Org = None) -> None:
     """Customers shared by each pair of 2–5 audiences."""
+    from bankgrowth.audiences import service as audiences
+
     s = settings()
     with warehouse(s) as con, transaction(s) as session:
         counts, day = audiences.overlap(
@@ -214,6 +231,8 @@ def export_cmd(
     org: Org = None,
 ) -> None:
     """Export a snapshot's members (audited)."""
+    from bankgrowth.audiences import service as audiences
+
     s = settings()
     with warehouse(s) as con, transaction(s) as session:
         n = audiences.export(
@@ -250,6 +269,8 @@ def upload_cmd(
 ) -> None:
     """Create (or replace with a new version) an uploaded list audience; ids that are not
     customers in scope are listed, not dropped silently."""
+    from bankgrowth.audiences import service as audiences
+
     s = settings()
     ids = _read_ids(file)
     if not ids:
@@ -272,6 +293,8 @@ def segments_cmd(
     install: Annotated[bool, typer.Option("--install", help="Create the missing ones at HQ.")] = False,
 ) -> None:
     """The core segments (百类核心客群)."""
+    from bankgrowth.audiences import service as audiences
+
     s = settings()
     if install:
         with warehouse(s) as con, transaction(s) as session:
@@ -300,6 +323,8 @@ def lookalike_cmd(
     org: Org = None,
 ) -> None:
     """Customers most like a seed audience (相似人群扩展), with the model's held-out quality."""
+    from bankgrowth.audiences import service as audiences
+
     s = settings()
     with warehouse(s) as con, transaction(s) as session, console.status("fitting seed against population …"):
         found = audiences.lookalike(
@@ -328,6 +353,8 @@ def clusters_cmd(
     org: Org = None,
 ) -> None:
     """k-means on behaviour tags, with a profile of each cluster to name it (聚类分群)."""
+    from bankgrowth.audiences import service as audiences
+
     s = settings()
     with warehouse(s) as con, transaction(s) as session, console.status(f"k-means, k={k} …"):
         result = audiences.clusters(

@@ -14,12 +14,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from sqlalchemy.orm import Session
 
-from bankgrowth.campaigns import flows, reach, templates
-from bankgrowth.campaigns import service as campaigns
-from bankgrowth.campaigns.connectors import configured
-from bankgrowth.campaigns.schemas import CampaignCreate, Decision, Status
+from bankgrowth.campaigns.schemas import ALL, BATCH, CampaignCreate, Decision, Status
 from bankgrowth.cli import render
 from bankgrowth.cli.common import (
     console,
@@ -31,9 +27,6 @@ from bankgrowth.cli.common import (
     transaction,
     warehouse,
 )
-from bankgrowth.evaluation.campaigns import true_effects
-from bankgrowth.measurement.campaign import measure
-from bankgrowth.operational.base import utcnow
 
 campaigns_app = typer.Typer(
     help="Campaigns (营销活动): define, approve, launch, execute, reach, measure.", no_args_is_help=True
@@ -64,6 +57,8 @@ def _at(value: str | None) -> datetime | None:
 
 
 def _show(code: str, version: int | None, org: str | None) -> None:
+    from bankgrowth.campaigns import service as campaigns
+
     s = settings()
     with transaction(s) as session:
         who = principal(session, org)
@@ -93,6 +88,8 @@ def list_cmd(
     status: Annotated[Status | None, typer.Option(help="Only campaigns in this status.")] = None, org: Org = None
 ) -> None:
     """Campaigns of my subtree."""
+    from bankgrowth.campaigns import service as campaigns
+
     s = settings()
     with transaction(s) as session:
         rows = [
@@ -113,6 +110,8 @@ def list_cmd(
 @campaigns_app.command("templates")
 def templates_cmd() -> None:
     """The 3A3R templates, for `campaigns new`."""
+    from bankgrowth.campaigns import templates
+
     rows = [
         {
             "template": name,
@@ -134,6 +133,8 @@ def create_cmd(
     org: Org = None,
 ) -> None:
     """Define a campaign from a JSON file; it starts as a draft."""
+    from bankgrowth.campaigns import service as campaigns
+
     data = CampaignCreate.model_validate(_json(path))
     s = settings()
     with transaction(s) as session:
@@ -153,6 +154,9 @@ def new_cmd(
     org: Org = None,
 ) -> None:
     """Define a campaign from a 3A3R template; it starts as a draft."""
+    from bankgrowth.campaigns import service as campaigns
+    from bankgrowth.campaigns import templates
+
     spec = templates.build(
         template,
         code=code,
@@ -176,6 +180,8 @@ def edit_cmd(
     org: Org = None,
 ) -> None:
     """Write a new version of a draft or rejected campaign's definition."""
+    from bankgrowth.campaigns import service as campaigns
+
     definition = campaigns.parse_definition(_json(path))
     s = settings()
     with transaction(s) as session:
@@ -196,6 +202,8 @@ def show_cmd(
 @campaigns_app.command("submit")
 def submit_cmd(code: CodeArg, org: Org = None) -> None:
     """Submit a draft for approval."""
+    from bankgrowth.campaigns import service as campaigns
+
     s = settings()
     with transaction(s) as session:
         c = campaigns.submit(session, principal=principal(session, org), code=code)
@@ -203,6 +211,8 @@ def submit_cmd(code: CodeArg, org: Org = None) -> None:
 
 
 def _decide(code: str, approve: bool, comment: str, org: str | None) -> None:
+    from bankgrowth.campaigns import service as campaigns
+
     s = settings()
     with transaction(s) as session:
         c = campaigns.decide(
@@ -230,6 +240,11 @@ def launch_cmd(
     org: Org = None,
 ) -> None:
     """Snapshot the audience and assign each member to control or an arm."""
+    from sqlalchemy.orm import Session
+
+    from bankgrowth.campaigns import flows
+    from bankgrowth.campaigns import service as campaigns
+
     s = settings()
     when = _at(at)
     with store(s) as engine, warehouse(s) as con, Session(engine, expire_on_commit=False) as session:
@@ -246,13 +261,17 @@ def launch_cmd(
 @campaigns_app.command("execute")
 def execute_cmd(
     code: CodeArg,
-    batch: Annotated[int, typer.Option(min=1, max=50_000, help="Customers per transaction.")] = flows.BATCH,
+    batch: Annotated[int, typer.Option(min=1, max=50_000, help="Customers per transaction.")] = BATCH,
     workers: Annotated[
         int | None, typer.Option(min=1, max=16, help="Parallel executors (default: 2 on PostgreSQL, 1 on SQLite).")
     ] = None,
     org: Org = None,
 ) -> None:
     """Grant the rights and queue the messages; resumes after an interruption."""
+    from sqlalchemy.orm import Session
+
+    from bankgrowth.campaigns import flows
+
     s = settings()
     with store(s) as engine, warehouse(s) as con:
         with Session(engine) as session:
@@ -288,6 +307,13 @@ def dispatch_cmd(
 ) -> None:
     """Send the due messages through the channel connectors under the contact rules (caps, quiet
     hours, do-not-contact); deferred messages go out on a later run."""
+    from sqlalchemy.orm import Session
+
+    from bankgrowth.campaigns import reach
+    from bankgrowth.campaigns import service as campaigns
+    from bankgrowth.campaigns.connectors import configured
+    from bankgrowth.operational.base import utcnow
+
     s = settings()
     connectors = configured(
         s.channels, secret=s.resolved_connector_secret, data_dir=s.data_dir, allow_simulated=s.mode == "development"
@@ -316,6 +342,12 @@ def results_cmd(
     org: Org = None,
 ) -> None:
     """Lift of each arm against the control group, with 95% intervals."""
+    from sqlalchemy.orm import Session
+
+    from bankgrowth.campaigns import service as campaigns
+    from bankgrowth.evaluation.campaigns import true_effects
+    from bankgrowth.measurement.campaign import measure
+
     s = settings()
     with store(s) as engine, warehouse(s) as con, Session(engine) as session:
         who = principal(session, org)
@@ -331,6 +363,8 @@ def results_cmd(
 @campaigns_app.command("finish")
 def finish_cmd(code: CodeArg, org: Org = None) -> None:
     """Mark a running campaign finished (its results stay readable)."""
+    from bankgrowth.campaigns import service as campaigns
+
     s = settings()
     with transaction(s) as session:
         c = campaigns.finish(session, principal=principal(session, org), code=code)
@@ -344,6 +378,10 @@ ChannelOpt = Annotated[str, typer.Option(help="A channel, or * for every channel
 @dnc_app.command("list")
 def dnc_list_cmd(customer: Customer, org: Org = None) -> None:
     """A customer's do-not-contact entries."""
+    from sqlalchemy.orm import Session
+
+    from bankgrowth.campaigns import flows
+
     s = settings()
     with store(s) as engine, warehouse(s) as con, Session(engine) as session:
         rows = [
@@ -357,10 +395,14 @@ def dnc_list_cmd(customer: Customer, org: Org = None) -> None:
 def dnc_add_cmd(
     customer: Customer,
     reason: Annotated[str, typer.Option(help="Why (a complaint, the customer's request, …).")],
-    channel: ChannelOpt = reach.ALL,
+    channel: ChannelOpt = ALL,
     org: Org = None,
 ) -> None:
     """Never contact the customer on a channel (or any); queued messages are suppressed with the reason."""
+    from sqlalchemy.orm import Session
+
+    from bankgrowth.campaigns import flows
+
     s = settings()
     with store(s) as engine, warehouse(s) as con, Session(engine) as session, session.begin():
         flows.add_do_not_contact(
@@ -370,8 +412,12 @@ def dnc_add_cmd(
 
 
 @dnc_app.command("remove")
-def dnc_remove_cmd(customer: Customer, channel: ChannelOpt = reach.ALL, org: Org = None) -> None:
+def dnc_remove_cmd(customer: Customer, channel: ChannelOpt = ALL, org: Org = None) -> None:
     """Allow contact again on a channel."""
+    from sqlalchemy.orm import Session
+
+    from bankgrowth.campaigns import flows
+
     s = settings()
     with store(s) as engine, warehouse(s) as con, Session(engine) as session, session.begin():
         who = principal(session, org)

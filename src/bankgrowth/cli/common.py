@@ -6,9 +6,9 @@ import getpass
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import typer
-from ibis.backends import BaseBackend
 from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import (
@@ -21,33 +21,41 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
 from bankgrowth.config import Settings
 from bankgrowth.errors import BankgrowthError
-from bankgrowth.operational import db
-from bankgrowth.platform import service as platform_service
-from bankgrowth.platform.access import Principal
-from bankgrowth.warehouse import engine
-from bankgrowth.warehouse.engine import WarehouseError
-from bankgrowth.warehouse.ingest import IngestFileError
+
+if TYPE_CHECKING:
+    from ibis.backends import BaseBackend
+    from sqlalchemy import Engine
+    from sqlalchemy.orm import Session
+
+    from bankgrowth.platform.access import Principal
+
+# A command imports the services it calls when it runs (the engines, SQLAlchemy, SciPy and pandas
+# take seconds to import), so that `--help` and a quick command answer at once.
 
 console = Console()
 if not console.is_terminal and "COLUMNS" not in os.environ:
     console.width = 120  # logs and pipes: wide enough for the summary tables
 err_console = Console(stderr=True)
 
-KNOWN_ERRORS = (
-    IngestFileError,
-    WarehouseError,
-    BankgrowthError,
-    ValueError,
-    ValidationError,
-    FileNotFoundError,
-    LookupError,
-    PermissionError,
-)
+
+def known_errors() -> tuple[type[BaseException], ...]:
+    """The errors a person can act on: shown as one red line, without a traceback."""
+    from bankgrowth.warehouse.engine import WarehouseError
+    from bankgrowth.warehouse.ingest import IngestFileError
+
+    return (
+        IngestFileError,
+        WarehouseError,
+        BankgrowthError,
+        ValueError,
+        ValidationError,
+        FileNotFoundError,
+        LookupError,
+        PermissionError,
+    )
 
 
 def bar(*columns: ProgressColumn, transient: bool = False) -> Progress:
@@ -89,6 +97,9 @@ def settings() -> Settings:
 
 @contextmanager
 def warehouse(s: Settings) -> Iterator[BaseBackend]:
+    from bankgrowth.warehouse import engine
+    from bankgrowth.warehouse.engine import WarehouseError
+
     try:
         with engine.open_warehouse(s) as con:
             yield con
@@ -102,6 +113,8 @@ def store(s: Settings, *, migrated: bool = True) -> Iterator[Engine]:
 
     An empty store is created on first use; a store at an older revision is left for an explicit
     `bankgrowth db upgrade`, since migrating existing data is a deliberate step."""
+    from bankgrowth.operational import db
+
     with db.open_store(s.resolved_operational_url) as eng:
         if migrated:
             if db.current_revision(eng) is None:
@@ -113,6 +126,8 @@ def store(s: Settings, *, migrated: bool = True) -> Iterator[Engine]:
 @contextmanager
 def transaction(s: Settings) -> Iterator[Session]:
     """One operational-store transaction: committed when the block ends, rolled back on error."""
+    from sqlalchemy.orm import Session
+
     with store(s) as eng, Session(eng, expire_on_commit=False) as session, session.begin():
         yield session
 
@@ -123,4 +138,6 @@ def cli_source() -> str:
 
 def principal(session: Session, org: str | None) -> Principal:
     """The CLI acts as the system at HQ, or within ``org``'s subtree when ``--org`` is given."""
+    from bankgrowth.platform import service as platform_service
+
     return platform_service.system_principal(session, source=cli_source(), org_id=org)

@@ -16,27 +16,14 @@ from rich.progress import (
     TaskID,
     TimeRemainingColumn,
 )
-from sqlalchemy.orm import Session
 
 from bankgrowth import __version__
-from bankgrowth.campaigns import flows as campaign_flows
 from bankgrowth.cli import audiences as audiences_cli
 from bankgrowth.cli import campaigns as campaigns_cli
 from bankgrowth.cli import common, ops, render
 from bankgrowth.cli import rights as rights_cli
-from bankgrowth.demo import DemoHooks, run_demo
-from bankgrowth.evaluation.lifecycle import lifecycle_agreement
-from bankgrowth.insight import flows as insight_flows
-from bankgrowth.insight import service as insight_service
-from bankgrowth.insight import store as insight_store
-from bankgrowth.insight.lifecycle import Thresholds
-from bankgrowth.platform import service as platform_service
-from bankgrowth.warehouse import ingest, schema
-from bankgrowth.warehouse.docs import data_model_markdown
-from bankgrowth.warehouse.engine import statement_progress
-from bankgrowth.warehouse.ingest import IngestFileError
-from bankgrowth.warehouse.simulator import SimulationConfig, simulate
-from bankgrowth.warehouse.status import warehouse_status
+
+# Each command imports the services it calls (see cli/common.py).
 
 app = typer.Typer(
     name="bankgrowth",
@@ -64,7 +51,6 @@ err_console = common.err_console
 _fail = common.fail
 _settings = common.settings
 _warehouse = common.warehouse
-KNOWN_ERRORS = common.KNOWN_ERRORS
 
 
 _progress = common.progress_bar
@@ -110,6 +96,8 @@ def simulate_cmd(
     """Generate a synthetic bank (Parquet) with its hidden ground truth kept apart."""
     if ctx.invoked_subcommand is not None:
         return
+    from bankgrowth.warehouse.simulator import SimulationConfig, simulate
+
     settings = _settings()
     try:
         config = SimulationConfig(
@@ -139,6 +127,11 @@ def simulate_advance_cmd(
     """Let the simulated bank live DAYS more days: customers respond to what running campaigns gave
     them, from their hidden true response; the new transactions are loaded and the truth of each
     treatment's effect is written beside the simulator's other truth."""
+    from sqlalchemy.orm import Session
+
+    from bankgrowth.campaigns import flows as campaign_flows
+    from bankgrowth.platform import service as platform_service
+
     settings = _settings()
     target = out or settings.data_dir / "simulation"
     with common.store(settings) as engine, _warehouse(settings) as con:
@@ -168,6 +161,9 @@ def load_cmd(
     show: Annotated[int, typer.Option(help="How many problem rows to list per file.")] = 10,
 ) -> None:
     """Validate and load files into the warehouse; bad rows go to the quarantine with reasons."""
+    from bankgrowth.warehouse import ingest
+    from bankgrowth.warehouse.ingest import IngestFileError
+
     settings = _settings()
     files = ingest.expand_paths(paths)
     if not files:
@@ -198,6 +194,8 @@ def load_cmd(
 @app.command("status")
 def status_cmd() -> None:
     """Row counts, date ranges, quarantine counts and recent loads."""
+    from bankgrowth.warehouse.status import warehouse_status
+
     settings = _settings()
     with _warehouse(settings) as con:
         status = warehouse_status(con)
@@ -211,6 +209,9 @@ def demo_cmd(
 ) -> None:
     """The main job: simulate a bank, load it, run insight, run two campaigns with control groups and
     measure them against the simulator's truth. Starts from fresh default stores each time."""
+    from bankgrowth.demo import DemoHooks, run_demo
+    from bankgrowth.warehouse.simulator import SimulationConfig
+
     settings = _settings()
     if settings.warehouse_url is None and settings.operational_url is None:
         # the embedded defaults: the demo owns these files and starts from a clean bank
@@ -257,6 +258,9 @@ def insight_run_cmd(
     ] = False,
 ) -> None:
     """Compute tags, lifecycle stages and value scores for one day and store them as a version."""
+    from bankgrowth.insight import service as insight_service
+    from bankgrowth.warehouse.engine import statement_progress
+
     settings = _settings()
     with _warehouse(settings) as con, common.step_bar() as bar:
         task = bar.add_task("insight run", total=100)
@@ -280,6 +284,8 @@ def insight_runs_cmd(
 ) -> None:
     """The nightly runs: full or incremental and why, how long, rows written, stage changes, and
     whether each version is still kept."""
+    from bankgrowth.insight import service as insight_service
+
     settings = _settings()
     with _warehouse(settings) as con:
         runs = insight_service.run_history(con, limit=limit)
@@ -294,6 +300,9 @@ def insight_lifecycle_cmd(
     ] = None,
 ) -> None:
     """Lifecycle distribution, and the transition matrix between two days."""
+    from bankgrowth.insight import service as insight_service
+    from bankgrowth.insight import store as insight_store
+
     settings = _settings()
     with _warehouse(settings) as con:
         dist = insight_service.lifecycle_distribution(con, _day(as_of))
@@ -309,6 +318,8 @@ def insight_grid_cmd(
     as_of: Annotated[str | None, typer.Option("--as-of", help="Version to show (default: latest).")] = None,
 ) -> None:
     """The customer grid (宫格): lifecycle stage × value tier."""
+    from bankgrowth.insight import service as insight_service
+
     settings = _settings()
     with _warehouse(settings) as con:
         matrix = insight_service.grid(con, _day(as_of))
@@ -321,6 +332,9 @@ def insight_truth_check_cmd(
     as_of: Annotated[str | None, typer.Option("--as-of", help="Version to check (default: latest).")] = None,
 ) -> None:
     """Agreement of computed stages with a simulated bank's hidden truth (simulated data only)."""
+    from bankgrowth.evaluation.lifecycle import lifecycle_agreement
+    from bankgrowth.insight.lifecycle import Thresholds
+
     settings = _settings()
     path = truth or settings.data_dir / "simulation" / "truth" / "customer_truth.parquet"
     if not path.exists():
@@ -337,6 +351,8 @@ def tags_list_cmd(
     as_of: Annotated[str | None, typer.Option("--as-of", help="Version to describe (default: latest).")] = None,
 ) -> None:
     """Every tag with its category, kind, type and coverage."""
+    from bankgrowth.insight import service as insight_service
+
     settings = _settings()
     with _warehouse(settings) as con:
         stats = insight_service.catalog(con, _day(as_of))
@@ -349,6 +365,8 @@ def tags_show_cmd(
     as_of: Annotated[str | None, typer.Option("--as-of", help="Version to describe (default: latest).")] = None,
 ) -> None:
     """One tag: its definition, coverage and distribution."""
+    from bankgrowth.insight import service as insight_service
+
     settings = _settings()
     with _warehouse(settings) as con:
         [stats] = insight_service.catalog(con, _day(as_of), names=[name])
@@ -370,6 +388,9 @@ def tags_import_cmd(
     show: Annotated[int, typer.Option(help="How many problem rows to list.")] = 10,
 ) -> None:
     """Import a bank's own customer → value list as a tag; validated like every load (HQ only)."""
+    from bankgrowth.insight import flows as insight_flows
+    from bankgrowth.warehouse.ingest import IngestFileError
+
     settings = _settings()
     with _warehouse(settings) as con, common.transaction(settings) as session:
         try:
@@ -400,6 +421,8 @@ def tags_import_cmd(
 @tags_app.command("remove")
 def tags_remove_cmd(name: Annotated[str, typer.Argument(help="An imported tag's name.")]) -> None:
     """Forget an imported tag and its values."""
+    from bankgrowth.insight import flows as insight_flows
+
     settings = _settings()
     with _warehouse(settings) as con, common.transaction(settings) as session:
         insight_flows.remove_imported_tag(session, con, principal=common.principal(session, None), name=name)
@@ -417,6 +440,8 @@ def tags_export_cmd(
     org: ops.Org = None,
 ) -> None:
     """Export a tag version for analysis; the export is audited."""
+    from bankgrowth.insight import flows as insight_flows
+
     settings = _settings()
     with _warehouse(settings) as con, common.transaction(settings) as session:
         rows = insight_flows.export_tags(
@@ -438,6 +463,8 @@ def customer_cmd(
     org: ops.Org = None,
 ) -> None:
     """One customer's view: profile (masked), stage history, tags, bindings, recent transactions."""
+    from bankgrowth.insight import flows as insight_flows
+
     settings = _settings()
     with _warehouse(settings) as con, common.transaction(settings) as session:
         view = insight_flows.customer_view(
@@ -456,6 +483,9 @@ def schema_docs_cmd(
     out: Annotated[Path | None, typer.Option(help="Write to this file instead of the terminal.")] = None,
 ) -> None:
     """Print the data-model reference (the source of docs/data-model.md)."""
+    from bankgrowth.warehouse import schema
+    from bankgrowth.warehouse.docs import data_model_markdown
+
     text = data_model_markdown(schema.TABLES.values())
     if out is None:
         console.print(text, markup=False, highlight=False, soft_wrap=True)
@@ -468,6 +498,8 @@ def run() -> None:
     """Entry point that turns the errors a person can fix into one red line."""
     try:
         app()
-    except KNOWN_ERRORS as exc:
+    except Exception as exc:  # not SystemExit: a normal exit must not import the engines
+        if not isinstance(exc, common.known_errors()):
+            raise
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise SystemExit(1) from None

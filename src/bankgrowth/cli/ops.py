@@ -8,14 +8,9 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import typer
-from sqlalchemy.orm import Session
 
 from bankgrowth.cli import render
 from bankgrowth.cli.common import console, fail, principal, settings, store, transaction, warehouse
-from bankgrowth.operational import db
-from bankgrowth.platform import audit as audit_service
-from bankgrowth.platform import flows as platform_flows
-from bankgrowth.platform import service as platform_service
 from bankgrowth.platform.access import Role
 from bankgrowth.platform.schemas import ApiKeyCreate, ApiKeyRead, AuditRead, Channel, OrgRead, UserCreate
 
@@ -30,6 +25,8 @@ Org = Annotated[str | None, typer.Option("--org", help="Act within this org's su
 @db_app.command("upgrade")
 def db_upgrade_cmd() -> None:
     """Create or migrate the operational store to the code's schema."""
+    from bankgrowth.operational import db
+
     s = settings()
     with store(s, migrated=False) as eng:
         before = db.current_revision(eng)
@@ -40,6 +37,8 @@ def db_upgrade_cmd() -> None:
 @db_app.command("current")
 def db_current_cmd() -> None:
     """Show the store's schema revision and the one the code needs."""
+    from bankgrowth.operational import db
+
     s = settings()
     with store(s, migrated=False) as eng:
         console.print(f"current: {db.current_revision(eng) or 'none'}   code needs: {db.head_revision()}")
@@ -55,6 +54,11 @@ def admin_create_cmd(
 
     Migrates the store first and, on a store with no orgs yet, creates the head office, so this is
     the first command of a new installation."""
+    from sqlalchemy.orm import Session
+
+    from bankgrowth.operational import db
+    from bankgrowth.platform import service as platform_service
+
     s = settings()
     password = os.environ.get("BANKGROWTH_ADMIN_PASSWORD") or typer.prompt(
         "password", hide_input=True, confirmation_prompt=True
@@ -78,6 +82,8 @@ def admin_create_cmd(
 @orgs_app.command("sync")
 def orgs_sync_cmd() -> None:
     """Mirror the warehouse's branches table into the operational store."""
+    from bankgrowth.platform import flows as platform_flows
+
     s = settings()
     with warehouse(s) as con, transaction(s) as session:
         result = platform_flows.sync_orgs_from_warehouse(session, con, principal=principal(session, None))
@@ -90,6 +96,8 @@ def orgs_sync_cmd() -> None:
 @orgs_app.command("list")
 def orgs_list_cmd(org: Org = None) -> None:
     """The org tree (or one subtree)."""
+    from bankgrowth.platform import service as platform_service
+
     s = settings()
     with transaction(s) as session:
         orgs = platform_service.list_orgs(session, principal=principal(session, org))
@@ -108,6 +116,8 @@ def keys_create_cmd(
     org: Annotated[str | None, typer.Option(help="Owner org (default: HQ); the key sees its subtree.")] = None,
 ) -> None:
     """Create a key; it is printed once."""
+    from bankgrowth.platform import service as platform_service
+
     s = settings()
     with transaction(s) as session:
         system = principal(session, None)
@@ -121,6 +131,8 @@ def keys_create_cmd(
 @keys_app.command("list")
 def keys_list_cmd(org: Org = None) -> None:
     """Keys and their state."""
+    from bankgrowth.platform import service as platform_service
+
     s = settings()
     with transaction(s) as session:
         rows = [_key_row(k) for k in platform_service.list_keys(session, principal=principal(session, org))]
@@ -130,6 +142,8 @@ def keys_list_cmd(org: Org = None) -> None:
 @keys_app.command("rotate")
 def keys_rotate_cmd(key_id: Annotated[int, typer.Argument(help="Key id.")]) -> None:
     """A new key for the same application; the old one works for the grace period (key_grace_hours)."""
+    from bankgrowth.platform import service as platform_service
+
     s = settings()
     with transaction(s) as session:
         key, plaintext = platform_service.rotate_key(
@@ -143,6 +157,8 @@ def keys_rotate_cmd(key_id: Annotated[int, typer.Argument(help="Key id.")]) -> N
 @keys_app.command("revoke")
 def keys_revoke_cmd(key_id: Annotated[int, typer.Argument(help="Key id.")]) -> None:
     """Stop a key at once."""
+    from bankgrowth.platform import service as platform_service
+
     s = settings()
     with transaction(s) as session:
         key = platform_service.revoke_key(session, principal=principal(session, None), key_id=key_id)
@@ -171,6 +187,8 @@ def audit_cmd(
     org: Org = None,
 ) -> None:
     """Query the audit log, newest first."""
+    from bankgrowth.platform import audit as audit_service
+
     s = settings()
     with transaction(s) as session:
         entries = audit_service.query(

@@ -4,21 +4,22 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, tzinfo
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
-from bankgrowth.campaigns.reach import DispatchReport
-from bankgrowth.demo import DemoResult
-from bankgrowth.evaluation.campaigns import TrueEffect
-from bankgrowth.evaluation.lifecycle import Agreement
-from bankgrowth.insight.service import CustomerView, LoggedRun, Matrix, RunReport, StageCount, TagStats
-from bankgrowth.measurement.campaign import Cell, Results
-from bankgrowth.measurement.kpi import BankSummary
-from bankgrowth.warehouse.ingest import LoadReport
-from bankgrowth.warehouse.simulator import SimulationResult
-from bankgrowth.warehouse.status import WarehouseStatus
+if TYPE_CHECKING:
+    from bankgrowth.campaigns.reach import DispatchReport
+    from bankgrowth.demo import DemoResult
+    from bankgrowth.evaluation.campaigns import TrueEffect
+    from bankgrowth.evaluation.lifecycle import Agreement
+    from bankgrowth.insight.service import CustomerView, LoggedRun, Matrix, RunReport, StageCount, TagStats
+    from bankgrowth.measurement.campaign import Cell, Results
+    from bankgrowth.measurement.kpi import BankSummary
+    from bankgrowth.warehouse.ingest import LoadReport
+    from bankgrowth.warehouse.simulator import SimulationResult
+    from bankgrowth.warehouse.status import WarehouseStatus
 
 
 def _n(value: int) -> str:

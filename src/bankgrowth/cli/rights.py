@@ -11,9 +11,6 @@ import typer
 
 from bankgrowth.cli import render
 from bankgrowth.cli.common import console, fail, principal, settings, transaction
-from bankgrowth.operational.base import utcnow
-from bankgrowth.rights import ledger, savings_card, settlement
-from bankgrowth.rights import service as rights_service
 from bankgrowth.rights.schemas import PoolRead, RightRead
 
 rights_app = typer.Typer(help="Rights (权益): catalog, pools, jobs, reconciliation, settlement.", no_args_is_help=True)
@@ -23,6 +20,8 @@ Org = Annotated[str | None, typer.Option("--org", help="Act within this org's su
 @rights_app.command("list")
 def rights_list_cmd(org: Org = None) -> None:
     """The rights catalog."""
+    from bankgrowth.rights import service as rights_service
+
     s = settings()
     with transaction(s) as session:
         rows = [
@@ -46,6 +45,8 @@ def rights_list_cmd(org: Org = None) -> None:
 @rights_app.command("pools")
 def pools_cmd(org: Org = None) -> None:
     """Budget pools with what they have spent and have left in the current period."""
+    from bankgrowth.rights import service as rights_service
+
     s = settings()
     with transaction(s) as session:
         rows = []
@@ -68,6 +69,9 @@ def pools_cmd(org: Org = None) -> None:
 def jobs_cmd() -> None:
     """The periodic jobs: expire holdings past validity, release reservations past their TTL,
     close unpaid savings-card orders past their payment window."""
+    from bankgrowth.operational.base import utcnow
+    from bankgrowth.rights import ledger, savings_card
+
     s = settings()
     with transaction(s) as session:
         actor = principal(session, None).actor
@@ -81,6 +85,8 @@ def jobs_cmd() -> None:
 @rights_app.command("reconcile")
 def reconcile_cmd() -> None:
     """Prove every balance equals its ledger sum and no pool is below zero or over its limit."""
+    from bankgrowth.rights import ledger
+
     s = settings()
     with transaction(s) as session:
         report = ledger.reconcile(session)
@@ -102,6 +108,9 @@ def settlement_cmd(
     org: Org = None,
 ) -> None:
     """Cost of rights by day, org, source and right."""
+    from bankgrowth.operational.base import utcnow
+    from bankgrowth.rights import settlement
+
     s = settings()
     try:
         last = date.fromisoformat(end) if end else utcnow().astimezone(s.tz).date()

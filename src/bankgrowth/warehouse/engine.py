@@ -32,7 +32,8 @@ from urllib.parse import parse_qsl
 import ibis
 import pyarrow as pa
 
-from bankgrowth.warehouse import schema, timeutil
+from bankgrowth.config import fixed_offset
+from bankgrowth.warehouse import schema
 
 if TYPE_CHECKING:
     from ibis.backends import BaseBackend
@@ -65,7 +66,7 @@ def capabilities(con: BaseBackend) -> Capabilities:
 
 def connect(url: str, *, timezone: str = "Asia/Shanghai") -> BaseBackend:
     """Open the warehouse named by ``url`` and make sure the canonical tables exist."""
-    timeutil.fixed_offset(timezone)  # refuse a daylight-saving zone before touching any data
+    fixed_offset(timezone)  # refuse a daylight-saving zone before touching any data
     if url.startswith("duckdb://"):
         con = _connect_duckdb(url.removeprefix("duckdb://"))
     elif url.startswith("pyspark://"):

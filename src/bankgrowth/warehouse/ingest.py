@@ -31,7 +31,6 @@ from zoneinfo import ZoneInfo
 
 import ibis
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -343,6 +342,8 @@ def _parse_column(col: Column, raw: pa.Array, tz: ZoneInfo) -> tuple[pa.Array, n
         invalid = values.is_null().to_numpy(zero_copy_only=False) & ~missing
         return values, missing, invalid
     # timestamp: ISO 8601; a value without an offset is local time in the configured zone
+    import pandas as pd  # only here and for naive typed timestamps: pandas is slow to import
+
     ok = pc.match_substring_regex(safe, _TS_RE).fill_null(False).to_numpy(zero_copy_only=False)
     series = pd.Series(safe.to_pandas(), dtype=object)
     out = pd.Series(pd.NaT, index=series.index, dtype="datetime64[us, UTC]")
@@ -385,6 +386,8 @@ def _coerce_typed(col: Column, raw: pa.Array, tz: ZoneInfo) -> tuple[pa.Array, n
             return raw.cast(pa.date32()), np.zeros(n, bool)
         if col.kind == "timestamp" and pa.types.is_timestamp(t):
             if t.tz is None:  # naive: local time in the configured zone
+                import pandas as pd
+
                 local = pd.Series(raw.to_pandas()).dt.tz_localize(tz, nonexistent="NaT", ambiguous="NaT")
                 vals = pa.array(local.dt.tz_convert("UTC"), type=target)
                 return vals, (

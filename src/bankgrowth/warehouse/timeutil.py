@@ -4,35 +4,17 @@ Timestamps are instants stored in UTC, and every engine session runs in UTC (Ibi
 session zone to UTC; :mod:`engine` does the same for DuckDB), so that an expression means the
 same on all of them. The business day of an instant is then computed explicitly by shifting it
 by the business timezone's offset. That requires a zone without daylight-saving changes — true of
-Asia/Shanghai and the other zones Chinese banks use; :func:`fixed_offset` refuses any other.
+Asia/Shanghai and the other zones Chinese banks use; :func:`bankgrowth.config.fixed_offset`
+refuses any other (the settings check it at start-up).
 """
 
 from __future__ import annotations
-
-from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
-
-def fixed_offset(timezone: str) -> timedelta:
-    """The zone's constant UTC offset; ValueError if the zone has changed offset since 2000."""
-    zone = ZoneInfo(timezone)
-    offsets = {
-        datetime(year, month, 15, tzinfo=UTC).astimezone(zone).utcoffset()
-        for year in range(2000, 2040)
-        for month in (1, 7)
-    }
-    if len(offsets) != 1:
-        raise ValueError(
-            f"timezone {timezone!r} changes its UTC offset (daylight saving); bankgrowth needs a "
-            "fixed-offset business timezone such as Asia/Shanghai"
-        )
-    offset = offsets.pop()
-    assert offset is not None
-    return offset
+from bankgrowth.config import fixed_offset
 
 
 def local_date(ts: ir.TimestampValue, timezone: str) -> ir.DateValue:
