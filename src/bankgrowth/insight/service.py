@@ -272,9 +272,11 @@ def run_history(con: BaseBackend, *, limit: int = 30, scope: Scope | None = None
     logged = (
         runs.select("as_of", "mode", "reason", "seconds", "ran_at", "customers")
         .order_by([ibis.desc("ran_at"), ibis.desc("as_of")])
+        .limit(limit)
         .to_pyarrow()
         .to_pylist()
     )
+    days = sorted({r["as_of"] for r in logged})
     kept: dict[date, int] = {}
     if store.VERSIONS in con.list_tables():
         v = con.table(store.VERSIONS)
@@ -282,12 +284,13 @@ def run_history(con: BaseBackend, *, limit: int = 30, scope: Scope | None = None
     changes: dict[date, tuple[int, date]] = {}
     if store.TRANSITIONS in con.list_tables():
         t = con.table(store.TRANSITIONS)
+        t = t.filter(t.as_of.isin(days)) if days else t.limit(0)
         per_day = t.group_by(["as_of", "since"]).aggregate(n=t.count()).to_pyarrow().to_pylist()
         changes = {r["as_of"]: (int(r["n"]), r["since"]) for r in per_day}
     bank_wide = scope is None or scope.is_root
     out: list[LoggedRun] = []
     rerun_from: date | None = None  # the earliest day run after the entry being read
-    for r in logged[:limit]:
+    for r in logged:
         day = r["as_of"]
         replaced = rerun_from is not None and rerun_from <= day
         rerun_from = day if rerun_from is None else min(rerun_from, day)
