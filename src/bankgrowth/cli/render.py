@@ -383,10 +383,7 @@ def run_history(console: Console, runs: list[LoggedRun], tz: tzinfo) -> None:
     if not runs:
         console.print("no insight run logged yet; run `bankgrowth insight run`")
         return
-    offset = datetime.now(tz).strftime("%z")
-    table = Table(
-        title=f"Nightly insight runs 跑批记录, newest first (times UTC{offset[:3]}:{offset[3:]})", title_justify="left"
-    )
+    table = Table(title=f"Nightly insight runs 跑批记录, newest first (times in {tz})", title_justify="left")
     for col in ("as of", "run", "seconds", "customers", "written", "stage changes", "version", "ran at"):
         numeric = col in ("seconds", "customers", "written", "stage changes")
         table.add_column(col, justify="right" if numeric else "left", no_wrap=col not in ("run", "stage changes"))
