@@ -40,7 +40,9 @@ class InsightRunRead(BaseModel):
     )
     customers: int | None = Field(description="customers in the version")
     changed: int | None = Field(description="customers whose stored row the run wrote (kept versions)")
-    transitions: int | None = Field(description="stage changes the run logged; null when replaced")
+    transitions: int | None = Field(
+        description="stage changes the run logged; null when replaced or with no earlier version to compare"
+    )
     since: date | None = Field(description="the version those stage changes are counted from")
 
 

@@ -259,7 +259,7 @@ class LoggedRun:
     version: str
     customers: int | None  # customers in the version; None outside HQ (a bank-wide figure)
     changed: int | None  # customers whose stored row it wrote, while the version is kept
-    transitions: int | None  # stage changes it logged, unless replaced
+    transitions: int | None  # stage changes it logged; None when replaced, or with nothing to compare
     since: date | None  # the version those changes are from
 
 
@@ -277,6 +277,9 @@ def run_history(con: BaseBackend, *, limit: int = 30, scope: Scope | None = None
         .to_pylist()
     )
     days = sorted({r["as_of"] for r in logged})
+    # when each day was first run: a run of a day no earlier day had been run before had no
+    # version to compare stages with (the log holds a row a night, so this stays small)
+    firsts = runs.group_by("as_of").aggregate(first=runs.ran_at.min()).to_pyarrow().to_pylist()
     kept: dict[date, int] = {}
     if store.VERSIONS in con.list_tables():
         v = con.table(store.VERSIONS)
@@ -295,7 +298,8 @@ def run_history(con: BaseBackend, *, limit: int = 30, scope: Scope | None = None
         replaced = rerun_from is not None and rerun_from <= day
         rerun_from = day if rerun_from is None else min(rerun_from, day)
         version = "replaced" if replaced else "kept" if day in kept else "dropped"
-        n, since = (None, None) if replaced else changes.get(day, (0, None))
+        compared = any(f["as_of"] < day and f["first"] < r["ran_at"] for f in firsts)
+        n, since = (None, None) if replaced else changes.get(day, (0 if compared else None, None))
         out.append(
             LoggedRun(
                 day,
