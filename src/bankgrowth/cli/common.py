@@ -98,12 +98,11 @@ def settings() -> Settings:
 @contextmanager
 def warehouse(s: Settings) -> Iterator[BaseBackend]:
     from bankgrowth.warehouse import engine
-    from bankgrowth.warehouse.engine import WarehouseError
 
     try:
         with engine.open_warehouse(s) as con:
             yield con
-    except WarehouseError as exc:
+    except engine.WarehouseError as exc:
         raise fail(str(exc)) from None
 
 
