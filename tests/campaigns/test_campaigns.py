@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from bankgrowth.audiences import service as audiences
@@ -30,7 +30,7 @@ from bankgrowth.campaigns import flows, service, templates
 from bankgrowth.campaigns import store as campaign_store
 from bankgrowth.campaigns.assignment import CONTROL, assign
 from bankgrowth.campaigns.connectors import HttpConnector, Outgoing, SimulatedConnector, verify
-from bankgrowth.campaigns.models import Execution, ExecutionBatch, Message
+from bankgrowth.campaigns.models import Campaign, Execution, ExecutionBatch, Message
 from bankgrowth.campaigns.reach import ContactPolicy, add_do_not_contact, dispatch
 from bankgrowth.campaigns.schemas import Decision, Definition
 from bankgrowth.errors import Forbidden, Invalid
@@ -340,6 +340,12 @@ def test_http_connector_signs_and_retries() -> None:
 
 def test_measured_lift_covers_the_truth_after_an_advance(world: World) -> None:
     world.make("act3", control_share=0.3)
+    # A campaign's salt is random, so its split is too; a 95% interval then misses the truth in
+    # about one run in twenty, and a test that did so would fail at random. The salt is fixed
+    # here (the simulated bank's seed already is), so this draw is the same on every run; the
+    # intervals' coverage over many draws is the calibration test's (tests/measurement).
+    with Session(world.store) as s, s.begin():
+        s.execute(update(Campaign).where(Campaign.code == "act3").values(salt="act3-fixed-split"))
     world.launch("act3")
     flows.execute(world.store, world.con, principal=world.maker, code="act3")
     connectors = {c: SimulatedConnector(c) for c in ("sms", "app_push", "wechat_template")}
