@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import click
 import pytest
 
 BRANCHES = "branch_id,parent_id,level,name_zh,name_en,city,city_tier\nHQ,,hq,总行,Head Office,Beijing,1\n"
@@ -323,3 +325,22 @@ def test_help_and_the_command_tree_load_no_engine() -> None:
     # then: each command imports the services it calls, so help answers without importing them
     assert "nightly tag run" in result.stdout, result.stderr
     assert result.stdout.splitlines()[-1] == "loaded:", result.stdout
+
+
+def test_every_command_is_listed_with_a_one_line_summary() -> None:
+    # given: the command tree as a group's help lists it (the first paragraph of each command's help)
+    import inspect
+
+    import typer.main
+
+    from bankgrowth.cli.main import app
+
+    def summaries(group: click.Command, path: str) -> Iterator[tuple[str, str]]:
+        for name, command in getattr(group, "commands", {}).items():
+            yield f"{path} {name}", inspect.cleandoc(command.help or "").split("\n\n")[0]
+            yield from summaries(command, f"{path} {name}")
+
+    # then: none is empty or broken over lines mid-sentence in the listing
+    listed = dict(summaries(typer.main.get_command(app), "bankgrowth"))
+    assert len(listed) > 60
+    assert {path: text for path, text in listed.items() if not text or "\n" in text} == {}

@@ -267,8 +267,9 @@ def upload_cmd(
     en: Annotated[str, typer.Option("--en", help="English name (for a new list).")] = "Uploaded list",
     org: Org = None,
 ) -> None:
-    """Create (or replace with a new version) an uploaded list audience; ids that are not
-    customers in scope are listed, not dropped silently."""
+    """Create an audience from an uploaded list of customer ids, or replace it with a new version.
+
+    Ids that are not customers in your scope are listed, not dropped silently."""
     from bankgrowth.audiences import service as audiences
 
     s = settings()

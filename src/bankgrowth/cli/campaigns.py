@@ -305,8 +305,10 @@ def dispatch_cmd(
         int | None, typer.Option(min=10, help="Keep dispatching every N seconds until interrupted (a scheduler).")
     ] = None,
 ) -> None:
-    """Send the due messages through the channel connectors under the contact rules (caps, quiet
-    hours, do-not-contact); deferred messages go out on a later run."""
+    """Send the due messages through the channel connectors under the contact rules.
+
+    The rules are the frequency caps, quiet hours and do-not-contact; deferred messages go out on a
+    later run."""
     from sqlalchemy.orm import Session
 
     from bankgrowth.campaigns import reach

@@ -124,9 +124,11 @@ def simulate_advance_cmd(
         Path | None, typer.Option("--out", "-o", help="The simulation folder (default: DATA_DIR/simulation).")
     ] = None,
 ) -> None:
-    """Let the simulated bank live DAYS more days: customers respond to what running campaigns gave
-    them, from their hidden true response; the new transactions are loaded and the truth of each
-    treatment's effect is written beside the simulator's other truth."""
+    """Let the simulated bank live DAYS more days, responding to the running campaigns.
+
+    Customers respond to what running campaigns gave them, from their hidden true response; the new
+    transactions are loaded and the truth of each treatment's effect is written beside the
+    simulator's other truth."""
     from sqlalchemy.orm import Session
 
     from bankgrowth.campaigns import flows as campaign_flows
@@ -207,8 +209,10 @@ def demo_cmd(
     customers: Annotated[int, typer.Option(help="Size of the simulated bank.")] = 100_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
 ) -> None:
-    """The main job: simulate a bank, load it, run insight, run two campaigns with control groups and
-    measure them against the simulator's truth. Starts from fresh default stores each time."""
+    """The main job: a simulated bank end to end, with two measured campaigns.
+
+    Simulates a bank, loads it, runs insight, runs two campaigns with control groups and measures
+    them against the simulator's truth. Starts from fresh default stores each time."""
     from bankgrowth.demo import DemoHooks, run_demo
     from bankgrowth.warehouse.simulator import SimulationConfig
 
@@ -282,8 +286,10 @@ def insight_run_cmd(
 def insight_runs_cmd(
     limit: Annotated[int, typer.Option(min=1, help="How many runs to show, newest first.")] = 30,
 ) -> None:
-    """The nightly runs: full or incremental and why, how long, rows written, stage changes, and
-    whether each version is still kept."""
+    """The nightly runs' log: full or incremental and why, time, rows written, stage changes.
+
+    Each run is listed newest first, with whether its version is still kept, was replaced by a
+    later run of its day or an earlier one, or was dropped past retention."""
     from bankgrowth.insight import service as insight_service
 
     settings = _settings()

@@ -67,8 +67,10 @@ def pools_cmd(org: Org = None) -> None:
 
 @rights_app.command("jobs")
 def jobs_cmd() -> None:
-    """The periodic jobs: expire holdings past validity, release reservations past their TTL,
-    close unpaid savings-card orders past their payment window."""
+    """The periodic jobs: expire holdings, release stale reservations, close unpaid orders.
+
+    Expires holdings past their validity, releases reservations past their TTL and closes unpaid
+    savings-card orders past their payment window."""
     from bankgrowth.operational.base import utcnow
     from bankgrowth.rights import ledger, savings_card
 
