@@ -7,8 +7,8 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-import click
 import pytest
 
 BRANCHES = "branch_id,parent_id,level,name_zh,name_en,city,city_tier\nHQ,,hq,总行,Head Office,Beijing,1\n"
@@ -335,7 +335,7 @@ def test_every_command_is_listed_with_a_one_line_summary() -> None:
 
     from bankgrowth.cli.main import app
 
-    def summaries(group: click.Command, path: str) -> Iterator[tuple[str, str]]:
+    def summaries(group: Any, path: str) -> Iterator[tuple[str, str]]:
         for name, command in getattr(group, "commands", {}).items():
             yield f"{path} {name}", inspect.cleandoc(command.help or "").split("\n\n")[0]
             yield from summaries(command, f"{path} {name}")
