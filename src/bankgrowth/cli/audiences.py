@@ -15,7 +15,7 @@ from rich.table import Table
 from bankgrowth.audiences import rules
 from bankgrowth.audiences.schemas import AudienceCreate, Definition, ListUpload
 from bankgrowth.audiences.segments import CORE_SEGMENTS
-from bankgrowth.cli import render
+from bankgrowth.cli import render, tables
 from bankgrowth.cli.common import console, fail, principal, settings, store, transaction, warehouse
 
 audiences_app = typer.Typer(
@@ -219,7 +219,7 @@ def overlap_cmd(codes: list[str], as_of: AsOf = None, org: Org = None) -> None:
         table.add_column(code, justify="right")
     for code, row in zip(codes, counts, strict=True):
         table.add_row(code, *[f"{n:,}" for n in row])
-    console.print(table)
+    tables.show(console, table)
 
 
 @audiences_app.command("export")
@@ -307,7 +307,7 @@ def segments_cmd(
         table.add_column(col)
     for seg in CORE_SEGMENTS:
         table.add_row(seg.code, seg.zh, seg.en, seg.rule)
-    console.print(table)
+    tables.show(console, table)
 
 
 @audiences_app.command("schema")
@@ -374,4 +374,4 @@ def clusters_cmd(
             ", ".join(f"{st} {n:,}" for st, n in stages),
             cl.suggested_name,
         )
-    console.print(table)
+    tables.show(console, table)

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
+from bankgrowth.cli import tables
+
 if TYPE_CHECKING:
     from bankgrowth.campaigns.reach import DispatchReport
     from bankgrowth.demo import DemoResult
@@ -36,7 +38,7 @@ def simulation(console: Console, result: SimulationResult) -> None:
     table.add_column("rows", justify="right")
     for name, rows in result.rows.items():
         table.add_row(name, _n(rows))
-    console.print(table)
+    tables.show(console, table)
     console.print(f"bank data: {result.bank_dir}\nground truth (never load it as bank data): {result.truth_dir}")
 
 
@@ -59,7 +61,7 @@ def load_report(console: Console, report: LoadReport, *, show: int = 10) -> None
             table.add_column(col, overflow="fold")
         for p in report.problems[:show]:
             table.add_row(str(p.line), p.field, p.expected, p.found)
-        console.print(table)
+        tables.show(console, table)
         more = report.problem_count - min(show, len(report.problems))
         if more > 0:
             console.print(f"  … and {_n(more)} more problem(s); see `bankgrowth status` and the _quarantine table")
@@ -71,14 +73,14 @@ def status(console: Console, status: WarehouseStatus, url: str, tz: tzinfo) -> N
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     for t in status.tables:
         table.add_row(t.table, _n(t.rows), _fmt(t.first, tz), _fmt(t.last, tz), _n(t.quarantined))
-    console.print(table)
+    tables.show(console, table)
     if status.problems_by_field:
         problems = Table(title="Quarantine by reason", title_justify="left")
         for col in ("table", "field", "expected", "rows"):
             problems.add_column(col, overflow="fold")
         for p in status.problems_by_field:
             problems.add_row(p["table_name"], p["field"], p["expected"], _n(int(p["rows"])))
-        console.print(problems)
+        tables.show(console, problems)
     if status.recent_loads:
         loads = Table(title="Recent loads", title_justify="left")
         for col in ("load", "table", "file", "read", "loaded", "quarantined", "duplicates"):
@@ -93,7 +95,7 @@ def status(console: Console, status: WarehouseStatus, url: str, tz: tzinfo) -> N
                 _n(r["rows_quarantined"]),
                 _n(r["duplicates_skipped"]),
             )
-        console.print(loads)
+        tables.show(console, loads)
 
 
 def _fmt(value: Any, tz: tzinfo) -> str:
@@ -119,7 +121,7 @@ def bank_summary(console: Console, s: BankSummary) -> None:
     head.add_row("transactions 交易笔数", _n(s.transactions), "")
     head.add_row("amount 交易金额", _yuan(s.amount_yuan), "")
     head.add_row("withdrawn back to cards 提现回流", _yuan(s.withdrawal_yuan), "")
-    console.print(head)
+    tables.show(console, head)
     console.print(
         f"  super users: more than {s.super_user_txns} transactions in 365 days, in any lifecycle stage "
         "(the 超级用户 stage also needs a live binding and a recent transaction)",
@@ -137,7 +139,7 @@ def bank_summary(console: Console, s: BankSummary) -> None:
             _yuan(r.amount_yuan),
             _n(r.customers),
         )
-    console.print(inst)
+    tables.show(console, inst)
     if s.by_day:
         by_day(console, s)
 
@@ -160,7 +162,7 @@ def by_day(console: Console, s: BankSummary) -> None:
     rows.append(("all 合计", [d.transactions for d in s.by_day]))
     for name, values in rows:
         table.add_row(name, _spark(values), _n(min(values)), _n(max(values)))
-    console.print(table)
+    tables.show(console, table)
 
 
 def demo(console: Console, result: DemoResult) -> None:
@@ -281,16 +283,13 @@ def campaign_results(console: Console, res: Results, truth: dict[str, TrueEffect
         f"{res.window_start:%Y-%m-%d}{'' if res.complete else ', window not complete yet'})"
     )
     table = Table(title=title, title_justify="left")
-    for col, just in (
-        ("arm", "left"),
-        ("metric", "left"),
-        ("control", "right"),
-        ("treated", "right"),
-        ("lift [95% CI]", "right"),
-        ("true", "right"),
-        ("●est ▲true │0", "left"),
-    ):
-        table.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
+    arms = len(res.arms) > 1  # one arm is named in the lines below the table
+    if arms:
+        table.add_column("arm")
+    table.add_column("metric")
+    for col in ("control", "treated", "lift [95% CI]", "true"):
+        table.add_column(col, justify="right")
+    table.add_column("●est ▲true │0", no_wrap=True)
     for arm in res.arms:
         t = truth.get(arm.arm)
         true_values = {
@@ -308,7 +307,7 @@ def campaign_results(console: Console, res: Results, truth: dict[str, TrueEffect
             span = [lift.ci_low, lift.ci_high, 0.0] + ([tv] if tv is not None else [])
             pad = (max(span) - min(span)) * 0.1 or 1.0
             table.add_row(
-                arm.arm,
+                *([arm.arm] if arms else []),
                 METRIC_LABELS[metric][1] + " " + METRIC_LABELS[metric][0] + (" ★" if metric == goal.metric else ""),
                 base_fmt.format(lift.control_mean * unit),
                 base_fmt.format(lift.treatment_mean * unit),
@@ -317,7 +316,7 @@ def campaign_results(console: Console, res: Results, truth: dict[str, TrueEffect
                 "" if tv is None else fmt.format(tv * scale),
                 _interval(lift.ci_low, lift.ci_high, lift.diff, tv, min(span) - pad, max(span) + pad, width=15),
             )
-    console.print(table)
+    tables.show(console, table, keys=2 if arms else 1)
     for arm in res.arms:
         c = arm.goal_cuped
         plain = arm.lifts[goal.metric]
@@ -401,7 +400,7 @@ def run_history(console: Console, runs: list[LoggedRun], tz: tzinfo) -> None:
             r.version,
             r.ran_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
         )
-    console.print(table)
+    tables.show(console, table)
 
 
 def lifecycle(console: Console, dist: list[StageCount]) -> None:
@@ -410,7 +409,7 @@ def lifecycle(console: Console, dist: list[StageCount]) -> None:
         table.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
     for s in dist:
         table.add_row(s.en, s.zh, _n(s.customers), f"{s.share:.1%}", _bar(s.share))
-    console.print(table)
+    tables.show(console, table)
 
 
 def matrix(console: Console, m: Matrix, title: str) -> None:
@@ -424,17 +423,17 @@ def matrix(console: Console, m: Matrix, title: str) -> None:
         table.add_row(row, *[_n(v) if v else "·" for v in values], _n(sum(values)))
     totals = [sum(m.counts.get((r, c), 0) for r in m.rows) for c in m.columns]
     table.add_row("total", *[_n(v) for v in totals], _n(m.total()), style="bold")
-    console.print(table)
+    tables.show(console, table)
 
 
 def tag_catalog(console: Console, stats: list[TagStats]) -> None:
     table = Table(title=f"Tag catalog 标签目录 ({len(stats)} tags)", title_justify="left")
-    for col in ("tag", "标签", "category", "kind", "type", "coverage", "non-zero"):
+    for col in ("tag", "标签", "category", "coverage", "non-zero", "kind", "type"):
         table.add_column(col, justify="right" if col in ("coverage", "non-zero") else "left", no_wrap=col == "tag")
     for s in stats:
         nonzero = "" if s.nonzero is None else f"{s.nonzero:.1%}"
-        table.add_row(s.tag.name, s.tag.zh, s.tag.category, s.tag.kind, s.tag.dtype, f"{s.coverage:.1%}", nonzero)
-    console.print(table)
+        table.add_row(s.tag.name, s.tag.zh, s.tag.category, f"{s.coverage:.1%}", nonzero, s.tag.kind, s.tag.dtype)
+    tables.show(console, table)
 
 
 def tag_detail(console: Console, s: TagStats) -> None:
@@ -461,7 +460,7 @@ def tag_detail(console: Console, s: TagStats) -> None:
         for b in s.histogram:
             share = b.customers / s.rows if s.rows else 0
             table.add_row(_range(b.low, b.high, t.dtype == "int", t.unit), _n(b.customers), f"{share:.1%}", _bar(share))
-        console.print(table)
+        tables.show(console, table)
     if s.top:
         table = Table(show_edge=False)
         table.add_column("value")
@@ -471,7 +470,7 @@ def tag_detail(console: Console, s: TagStats) -> None:
         for value, count in s.top:
             share = count / s.rows if s.rows else 0
             table.add_row(_num(value, t.unit), _n(count), f"{share:.1%}", _bar(share))
-        console.print(table)
+        tables.show(console, table)
 
 
 def _num(v: Any, unit: str = "") -> str:
@@ -534,7 +533,7 @@ def customer(console: Console, view: CustomerView) -> None:
                 b["bind_channel"],
                 _num(bool(b["one_click"])),
             )
-        console.print(table)
+        tables.show(console, table)
     if view.recent_transactions:
         table = Table(title="Recent transactions 最近交易", title_justify="left")
         for col in ("time", "institution", "amount", "category", "scene"):
@@ -547,7 +546,7 @@ def customer(console: Console, view: CustomerView) -> None:
                 t["merchant_category"],
                 t["scene"],
             )
-        console.print(table)
+        tables.show(console, table)
     if view.tags:
         table = Table(title="Tags 标签", title_justify="left", show_edge=False)
         table.add_column("tag")
@@ -557,7 +556,7 @@ def customer(console: Console, view: CustomerView) -> None:
             declared = view.declarations.get(name)
             unit = declared.unit if declared else ""
             table.add_row(name, declared.zh if declared else "", _tag_value(value, unit, view.timezone))
-        console.print(table)
+        tables.show(console, table)
 
 
 def _tag_value(value: Any, unit: str, tz: tzinfo) -> str:
@@ -578,7 +577,7 @@ def agreement(console: Console, a: Agreement) -> None:
         table.add_row(
             r.truth_state, _n(r.customers), f"{r.rate:.1%}", ", ".join(f"{s} {_n(n)}" for s, n in r.top_stages)
         )
-    console.print(table)
+    tables.show(console, table)
 
 
 def records(console: Console, title: str, rows: list[dict[str, Any]], tz: tzinfo) -> None:
@@ -591,4 +590,4 @@ def records(console: Console, title: str, rows: list[dict[str, Any]], tz: tzinfo
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*(_fmt(v, tz) if v is not None else "" for v in row.values()))
-    console.print(table)
+    tables.show(console, table)
