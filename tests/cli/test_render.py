@@ -115,3 +115,26 @@ def test_a_customers_tags_read_as_an_operator_reads_them() -> None:
     binding_row = next(line for line in lines if "2021-05-21 08:53+08:00" in line)  # the binding
     assert "alipay" in binding_row and "yes 是" in binding_row
     assert any("2026-11-14 00:05+08:00" in line and "¥55.04" in line for line in lines)  # the transaction
+
+
+def test_records_show_money_in_yuan_and_counts_with_separators_but_identifiers_as_they_are() -> None:
+    # given: a settlement-like record as a service returns it (money in fen, an instant in UTC)
+    rows = [
+        {
+            "id": 1234567,
+            "org_id": "B01",
+            "granted": 26117,
+            "granted_cost_fen": 13058500,
+            "left_fen": None,
+            "at": datetime(2026, 11, 1, 2, 0, tzinfo=UTC),
+        }
+    ]
+    # when
+    console = Console(record=True, width=400)
+    render.records(console, "settlement", rows, ZoneInfo("Asia/Shanghai"))
+    lines = console.export_text().splitlines()
+    # then
+    header = [cell.strip() for cell in lines[2].split("┃")[1:-1]]
+    values = [cell.strip() for cell in lines[4].split("│")[1:-1]]
+    assert header == ["id", "org_id", "granted", "granted_cost ¥", "left ¥", "at"]
+    assert values == ["1234567", "B01", "26,117", "¥130,585.00", "", "2026-11-01 10:00+08:00"]

@@ -581,13 +581,29 @@ def agreement(console: Console, a: Agreement) -> None:
 
 
 def records(console: Console, title: str, rows: list[dict[str, Any]], tz: tzinfo) -> None:
-    """A plain table of records (orgs, keys, audit entries), datetimes in the business timezone."""
+    """A plain table of records (orgs, keys, pools, settlement, audit entries): datetimes in the
+    business timezone and on one line, money kept in fen (a `…_fen` field) shown in yuan, counts
+    with thousands separators and right-aligned; identifiers as they are."""
     if not rows:
         console.print(f"{title}: none")
         return
     table = Table(title=title, title_justify="left")
+    formats = {}
     for column in rows[0]:
-        table.add_column(column, overflow="fold")
+        values = [row[column] for row in rows if row[column] is not None]
+        if column.endswith("_fen"):
+            table.add_column(column.removesuffix("_fen") + " ¥", justify="right")
+            formats[column] = lambda v: _yuan(Decimal(v) / 100)
+        elif values and all(type(v) is int for v in values) and not _identifier(column):
+            table.add_column(column, justify="right")
+            formats[column] = _n
+        else:  # an instant stays on one line
+            table.add_column(column, no_wrap=bool(values) and all(isinstance(v, datetime) for v in values))
+            formats[column] = lambda v: _fmt(v, tz)
     for row in rows:
-        table.add_row(*(_fmt(v, tz) if v is not None else "" for v in row.values()))
+        table.add_row(*("" if v is None else formats[k](v) for k, v in row.items()))
     tables.show(console, table)
+
+
+def _identifier(column: str) -> bool:
+    return column in ("id", "customer", "customer_id", "version") or column.endswith("_id")
