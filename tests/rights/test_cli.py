@@ -66,5 +66,5 @@ def test_reconcile_jobs_and_settlement_from_the_command_line(tmp_path: Path, mon
     # then
     assert jobs.exit_code == 0 and "expired holdings: 3" in jobs.output
     assert clean.exit_code == 0 and "clean" in clean.output
-    assert report.exit_code == 0 and "campaign:c9" in report.output and "1500" in report.output
+    assert report.exit_code == 0 and "campaign:c9" in report.output and "¥15.00" in report.output  # 3 × 500 fen
     assert dirty.exit_code != 0 and "used 10 units / 1500 fen, ledger 3 / 1500" in dirty.output
