@@ -234,7 +234,7 @@ def test_a_count_after_the_nightly_run_reads_the_new_version(insight_bank: Path,
         before = audiences.count(s, con, principal=hq, code="t.fresh")
         again = audiences.count(s, con, principal=hq, code="t.fresh")
     # when: the next night's version is written
-    insight.run(con, Settings(data_dir=tmp_path), as_of=date(2026, 11, 3))
+    insight.run(con, Settings(data_dir=tmp_path), as_of=date(2026, 11, 3), beyond_data=True)
     with Session(store, expire_on_commit=False) as s:
         after = audiences.count(s, con, principal=platform_service.system_principal(s, source="test"), code="t.fresh")
     # then: the count follows the new version, and equals the tags read directly

@@ -244,17 +244,19 @@ def test_the_service_picks_incremental_and_falls_back_when_it_must(loaded_bank, 
 
         # a run that dies after moving the state leaves it marked unusable: the next run is full
         store.mark_state(con, None)
-        fifth = service.run(con, settings, as_of=date(2026, 11, 1))
+        fifth = service.run(con, settings, as_of=date(2026, 11, 1), beyond_data=True)
         assert fifth.mode == "full" and "window-count state" in fifth.reason
         runs = con.table(store.RUNS).order_by("ran_at").to_pyarrow().to_pylist()
         assert [r["mode"] for r in runs] == ["full", "incremental", "full", "full", "full"]
 
         # other thresholds: the stored values were computed under the old ones
-        sixth = service.run(con, Settings(data_dir=tmp_path, churn_days=60), as_of=date(2026, 11, 2))
+        sixth = service.run(con, Settings(data_dir=tmp_path, churn_days=60), as_of=date(2026, 11, 2), beyond_data=True)
         assert sixth.mode == "full" and "thresholds" in sixth.reason
         # a day whose run left no log entry (a warehouse from before runs were logged)
         con.raw_sql(f"DELETE FROM {store.RUNS} WHERE as_of = DATE '2026-11-02'")
-        seventh = service.run(con, Settings(data_dir=tmp_path, churn_days=60), as_of=date(2026, 11, 3))
+        seventh = service.run(
+            con, Settings(data_dir=tmp_path, churn_days=60), as_of=date(2026, 11, 3), beyond_data=True
+        )
         assert seventh.mode == "full" and "the run of 2026-11-02 left no log entry" in seventh.reason
 
         # the run log, newest first, says what each run reported
@@ -311,3 +313,54 @@ def test_the_state_fingerprint_is_the_same_in_every_process_and_follows_the_sett
     assert _fingerprint(Settings(), BUILTIN_TAGS) == runs.pop().strip()
     assert _fingerprint(Settings(churn_days=60), BUILTIN_TAGS) != _fingerprint(Settings(), BUILTIN_TAGS)
     assert _fingerprint(Settings(), BUILTIN_TAGS[:-1]) != _fingerprint(Settings(), BUILTIN_TAGS)
+
+
+def test_the_default_day_is_the_business_day_of_the_last_transaction(loaded_bank, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from bankgrowth.insight import service
+
+    # given: the bank's data ends on 2026-10-31; one more transaction at 00:30 on 2026-11-01 in
+    # Shanghai, which is still 2026-10-31 in UTC
+    path = tmp_path / "w.duckdb"
+    shutil.copy(loaded_bank, path)
+    con = engine.connect(f"duckdb:///{path}")
+    try:
+        before = service.last_data_day(con, "Asia/Shanghai")
+        late = con.table("transactions").order_by("txn_id").limit(1).to_pyarrow()
+        late = late.set_column(0, "txn_id", pa.array([10**12], pa.int64()))
+        at = datetime(2026, 11, 1, 0, 30, tzinfo=TZ)
+        late = late.set_column(
+            late.column_names.index("txn_at"), "txn_at", pa.array([at], late.schema.field("txn_at").type)
+        )
+        append_arrow(con, "transactions", late)
+        # when
+        after = service.last_data_day(con, "Asia/Shanghai")
+    finally:
+        con.disconnect()
+    # then: the business day, not the UTC one
+    assert (before, after) == (date(2026, 10, 31), date(2026, 11, 1))
+
+
+def test_a_day_after_the_data_is_refused_unless_asked_for(insight_bank, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from bankgrowth.config import Settings
+    from bankgrowth.insight import service
+
+    # given: a warehouse whose transactions end on 2026-10-31, with that day's version stored
+    path = tmp_path / "w.duckdb"
+    shutil.copy(insight_bank, path)
+    con = engine.connect(f"duckdb:///{path}")
+    settings = Settings(data_dir=tmp_path)
+    try:
+        # when: a run for a mistyped year, 2027 for 2026
+        with pytest.raises(ValueError) as refused:
+            service.run(con, settings, as_of=date(2027, 11, 1))
+        # then: refused, saying what it would have done, and the stored version is untouched
+        assert str(refused.value).startswith("the last transactions are of 2026-10-31: a run for 2027-11-01")
+        assert "drop 1 kept version(s), 2026-10-31 to 2026-10-31" in str(refused.value)
+        assert store.versions(con) == [date(2026, 10, 31)]
+        # and: a day after the data runs when asked for, incrementally from the day before
+        report = service.run(con, settings, as_of=date(2026, 11, 1), beyond_data=True)
+        assert report.mode == "incremental" and store.versions(con) == [date(2026, 10, 31), date(2026, 11, 1)]
+    finally:
+        con.disconnect()

@@ -254,7 +254,7 @@ def test_a_history_from_before_the_current_table_reads_the_same_and_is_split_by_
         # then: its versions read as they did
         assert {d: _version(con, d) for d in days} == before
         # when: the next night runs
-        report = service.run(con, settings, as_of=date(2026, 11, 1))
+        report = service.run(con, settings, as_of=date(2026, 11, 1), beyond_data=True)
         # then: incremental as before; the current rows are split out, and every version reads
         assert report.mode == "incremental"
         assert store.CURRENT in con.list_tables()

@@ -260,6 +260,14 @@ def insight_run_cmd(
     full: Annotated[
         bool, typer.Option("--full", help="Recompute from all history instead of moving the day before's state.")
     ] = False,
+    beyond_data: Annotated[
+        bool,
+        typer.Option(
+            "--beyond-data",
+            help="Run a day after the last day with transactions (refused otherwise: its data is most likely "
+            "not loaded yet).",
+        ),
+    ] = False,
 ) -> None:
     """Compute tags, lifecycle stages and value scores for one day and store them as a version."""
     from bankgrowth.insight import service as insight_service
@@ -278,7 +286,9 @@ def insight_run_cmd(
             else nullcontext()
         )
         with watch:
-            report = insight_service.run(con, settings, as_of=_day(as_of), full=full, progress=on_step)
+            report = insight_service.run(
+                con, settings, as_of=_day(as_of), full=full, beyond_data=beyond_data, progress=on_step
+            )
     render.insight_run(console, report)
 
 

@@ -9,7 +9,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -25,7 +25,6 @@ from bankgrowth.insight.tags import BUILTIN_TAGS, Agg, Tag
 from bankgrowth.insight.value import VALUE_TIERS
 from bankgrowth.platform.access import Scope
 from bankgrowth.platform.privacy import mask_row
-from bankgrowth.warehouse.timeutil import local_date
 
 if TYPE_CHECKING:
     from ibis.backends import BaseBackend
@@ -90,10 +89,14 @@ class StageCount:
 
 
 def last_data_day(con: BaseBackend, timezone: str) -> date | None:
-    """The last business day with transactions: the default as-of day of a run."""
-    txns = con.table("transactions")
-    value: date | None = local_date(txns.txn_at, timezone).max().to_pyarrow().as_py()
-    return value
+    """The last business day with transactions: the default as-of day of a run.
+
+    The latest instant is found first and shifted to its business day here: shifting every row
+    before taking the maximum cost 4.4-5.3 s on 50M transactions, the instant alone 5 ms."""
+    last: datetime | None = con.table("transactions").txn_at.max().to_pyarrow().as_py()
+    if last is None:
+        return None
+    return (last if last.tzinfo else last.replace(tzinfo=UTC)).astimezone(ZoneInfo(timezone)).date()
 
 
 def _stable(value: object) -> str:
@@ -163,6 +166,7 @@ def run(
     *,
     as_of: date | None = None,
     full: bool = False,
+    beyond_data: bool = False,
     tags: tuple[Tag, ...] = BUILTIN_TAGS,
     progress: StepFn | None = None,
 ) -> RunReport:
@@ -172,11 +176,25 @@ def run(
     a full recompute when asked, or when the day before was not run, its state is missing or
     stale, the definitions changed, or older data arrived since. The report says which and why.
     ``progress`` is told as each of :data:`FULL_STEPS` or :data:`INCREMENTAL_STEPS` begins.
+
+    A day after the last day with transactions is refused unless ``beyond_data``: its stages
+    would show every customer idle since, and the versions it puts past retention would be dropped
+    (a mistyped year once did both), when most likely the day's data has not been loaded yet.
     """
     started = time.perf_counter()
-    day = as_of or last_data_day(con, settings.timezone)
-    if day is None:
+    last = last_data_day(con, settings.timezone)
+    day = as_of or last
+    if day is None or last is None:
         raise LookupError("the warehouse has no transactions yet; load data first")
+    if day > last and not beyond_data:
+        cutoff = day - timedelta(days=settings.tag_retention_days - 1)
+        lost = [kept for kept in store.versions(con) if kept < cutoff]
+        raise ValueError(
+            f"the last transactions are of {last}: a run for {day} would see no customer transact in the "
+            f"{(day - last).days} day(s) after it"
+            + (f", and would drop {len(lost)} kept version(s), {lost[0]} to {lost[-1]}" if lost else "")
+            + "; load that data first, or run it anyway with --beyond-data"
+        )
     th = Thresholds.from_settings(settings)
     fingerprint = _fingerprint(settings, tags)
     reason = "asked for (--full)" if full else _incremental_blocker(con, day, fingerprint, settings.timezone)
