@@ -171,6 +171,7 @@ def test_insight_commands(tmp_path: Path) -> None:
     typo = run(["tags", "show", "txn_count_7"], tmp_path)
     truth = run(["insight", "truth-check"], tmp_path)
     customer = run(["customer", "1"], tmp_path)
+    future = run(["insight", "run", "--as-of", "2027-10-31"], tmp_path)  # a mistyped year
     # then
     assert first.returncode == second.returncode == 0, second.stderr
     assert "insight run for 2026-10-31" in second.stdout and "stage changes since the day before" in second.stdout
@@ -195,6 +196,8 @@ def test_insight_commands(tmp_path: Path) -> None:
     assert typo.returncode == 1 and "did you mean txn_count_7 → txn_count_7d?" in typo.stderr
     assert truth.returncode == 0 and "agree" in truth.stdout
     assert customer.returncode == 0 and "****" in customer.stdout
+    assert future.returncode == 1 and "the last transactions are of 2026-10-31" in future.stderr
+    assert "--beyond-data" in future.stderr and "Traceback" not in future.stderr
 
 
 def test_insight_before_any_data_says_what_to_do(tmp_path: Path) -> None:
