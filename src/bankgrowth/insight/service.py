@@ -179,7 +179,7 @@ def run(
 
     A day after the last day with transactions is refused unless ``beyond_data``: its stages
     would show every customer idle since, and the versions it puts past retention would be dropped
-    (a mistyped year once did both), when most likely the day's data has not been loaded yet.
+    (a mistyped year would do both), when most likely the day's data has not been loaded yet.
     """
     started = time.perf_counter()
     last = last_data_day(con, settings.timezone)
