@@ -316,7 +316,7 @@ def test_the_state_fingerprint_is_the_same_in_every_process_and_follows_the_sett
 
 
 def test_the_default_day_is_the_business_day_of_the_last_transaction(loaded_bank, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from bankgrowth.insight import service
+    from bankgrowth.warehouse.timeutil import last_data_day
 
     # given: the bank's data ends on 2026-10-31; one more transaction at 00:30 on 2026-11-01 in
     # Shanghai, which is still 2026-10-31 in UTC
@@ -324,7 +324,7 @@ def test_the_default_day_is_the_business_day_of_the_last_transaction(loaded_bank
     shutil.copy(loaded_bank, path)
     con = engine.connect(f"duckdb:///{path}")
     try:
-        before = service.last_data_day(con, "Asia/Shanghai")
+        before = last_data_day(con, "Asia/Shanghai")
         late = con.table("transactions").order_by("txn_id").limit(1).to_pyarrow()
         late = late.set_column(0, "txn_id", pa.array([10**12], pa.int64()))
         at = datetime(2026, 11, 1, 0, 30, tzinfo=TZ)
@@ -333,7 +333,7 @@ def test_the_default_day_is_the_business_day_of_the_last_transaction(loaded_bank
         )
         append_arrow(con, "transactions", late)
         # when
-        after = service.last_data_day(con, "Asia/Shanghai")
+        after = last_data_day(con, "Asia/Shanghai")
     finally:
         con.disconnect()
     # then: the business day, not the UTC one

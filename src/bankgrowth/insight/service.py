@@ -9,7 +9,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -25,6 +25,7 @@ from bankgrowth.insight.tags import BUILTIN_TAGS, Agg, Tag
 from bankgrowth.insight.value import VALUE_TIERS
 from bankgrowth.platform.access import Scope
 from bankgrowth.platform.privacy import mask_row
+from bankgrowth.warehouse.timeutil import last_data_day
 
 if TYPE_CHECKING:
     from ibis.backends import BaseBackend
@@ -86,17 +87,6 @@ class StageCount:
     en: str
     customers: int
     share: float
-
-
-def last_data_day(con: BaseBackend, timezone: str) -> date | None:
-    """The last business day with transactions: the default as-of day of a run.
-
-    The latest instant is found first and shifted to its business day here: shifting every row
-    before taking the maximum cost 4.4-5.3 s on 50M transactions, the instant alone 5 ms."""
-    last: datetime | None = con.table("transactions").txn_at.max().to_pyarrow().as_py()
-    if last is None:
-        return None
-    return (last if last.tzinfo else last.replace(tzinfo=UTC)).astimezone(ZoneInfo(timezone)).date()
 
 
 def _stable(value: object) -> str:

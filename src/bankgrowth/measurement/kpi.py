@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import ibis
 
-from bankgrowth.warehouse.timeutil import local_date
+from bankgrowth.warehouse.timeutil import last_data_day, local_date
 
 if TYPE_CHECKING:
     from ibis.backends import BaseBackend
@@ -70,11 +70,10 @@ def bank_summary(con: BaseBackend, *, timezone: str = "Asia/Shanghai", super_use
     bindings = con.table("quickpay_bindings")
     txns = con.table("transactions")
     tz = ZoneInfo(timezone)
-    last = txns.txn_at.max().to_pyarrow().as_py()
+    as_of = last_data_day(con, timezone)
     n_customers = int(customers.count().to_pyarrow().as_py())
-    if last is None:
+    if as_of is None:
         return BankSummary(None, n_customers, 0, 0, 0, 0, 0, Decimal("0.00"), Decimal("0.00"), [], [], super_user_txns)
-    as_of = last.astimezone(tz).date()
     end = datetime.combine(as_of + timedelta(days=1), time(), tz)
     live = bindings.filter((bindings.bound_at < end) & (bindings.unbound_at.isnull() | (bindings.unbound_at >= end)))
     bound = int(live.customer_id.nunique().to_pyarrow().as_py())

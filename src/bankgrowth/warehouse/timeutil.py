@@ -10,11 +10,29 @@ refuses any other (the settings check it at start-up).
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
 import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
 from bankgrowth.config import fixed_offset
+
+if TYPE_CHECKING:
+    from ibis.backends import BaseBackend
+
+
+def last_data_day(con: BaseBackend, timezone: str) -> date | None:
+    """The last business day with transactions: the default as-of day of a run and of the KPIs.
+
+    The latest instant is found first and shifted to its business day here: shifting every row
+    before taking the maximum cost 4.4-5.3 s on 50M transactions, the instant alone 5 ms."""
+    last: datetime | None = con.table("transactions").txn_at.max().to_pyarrow().as_py()
+    if last is None:
+        return None
+    return (last if last.tzinfo else last.replace(tzinfo=UTC)).astimezone(ZoneInfo(timezone)).date()
 
 
 def local_date(ts: ir.TimestampValue, timezone: str) -> ir.DateValue:
