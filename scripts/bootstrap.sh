@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up bankgrowth on a machine that has only Python 3.11+ and pip:
 #   1. uv (from PyPI, into .tools/ if it is not already on PATH);
-#   2. the locked Python environment (.venv) with every extra;
+#   2. the locked Python environment (.venv) with every extra, its packages compiled to bytecode
+#      once here, so that no command compiles them again where Python may not write bytecode;
 #   3. with --test: a Java runtime for PySpark and a PostgreSQL server for the ledger tests
 #      (Debian packages) when they are not present.
 set -euo pipefail
@@ -19,7 +20,7 @@ else
   UV=$PWD/.tools/bin/uv
 fi
 
-"$UV" sync --locked --all-extras --quiet
+"$UV" sync --locked --all-extras --compile-bytecode --quiet
 
 if [ "${1:-}" = "--test" ]; then
   MISSING=""
