@@ -285,6 +285,12 @@ def test_branch_aggregates_count_only_the_branch(world: World) -> None:
     assert total_hq == sum(len(v) for v in world.customers.values()) + _others(world)
     assert sum(s["customers"] for s in a) == len(world.customers["A"])
     assert grid_a["total"] == len(world.customers["A"])
+    # the trend's last day is the same distribution
+    trend_hq = world.call("GET", "/api/v1/insight/lifecycle/trend", "hq_admin").json()
+    trend_a = world.call("GET", "/api/v1/insight/lifecycle/trend", "a_analyst").json()
+    assert [s["customers"] for s in trend_hq["stages"]] == [s["customers"] for s in hq]
+    assert [s["customers"] for s in trend_a["stages"]] == [s["customers"] for s in a]
+    assert [v[-1] for v in trend_a["counts"].values()] == [s["customers"] for s in a]
     tag_a = world.call("GET", "/api/v1/tags/txn_count_30d", "a_admin").json()
     assert tag_a["rows"] == len(world.customers["A"])
     assert sum(b["customers"] for b in tag_a["histogram"]) == len(world.customers["A"])  # the chart too

@@ -154,6 +154,12 @@ def test_a_campaign_through_the_command_line(tmp_path: Path) -> None:
     assert removed.returncode == 0 and again.returncode == 1 and "no do-not-contact entry" in again.stderr
 
 
+def cells(output: str, label: str) -> list[str]:
+    """The cells of the first table row of ``output`` holding the cell ``label``."""
+    line = next(line for line in output.splitlines() if f" {label} " in line)
+    return [cell.strip() for cell in line.split("│")[1:-1]]
+
+
 def test_insight_commands(tmp_path: Path) -> None:
     # given: a loaded bank with two daily versions
     assert run(["simulate", "--customers", "600", "--out", str(tmp_path / "simulation")], tmp_path).returncode == 0
@@ -164,6 +170,7 @@ def test_insight_commands(tmp_path: Path) -> None:
     lifecycle = run(["insight", "lifecycle", "--since", "2026-10-30"], tmp_path)
     not_run = run(["insight", "lifecycle", "--since", "2026-10-01"], tmp_path)
     grid = run(["insight", "grid"], tmp_path)
+    trend = run(["insight", "trend"], tmp_path)
     runs = run(["insight", "runs"], tmp_path)
     listing = run(["tags", "list"], tmp_path)
     detail = run(["tags", "show", "age_band"], tmp_path)
@@ -184,6 +191,14 @@ def test_insight_commands(tmp_path: Path) -> None:
     assert "no tag version for 2026-10-01 (kept: 2026-10-30, 2026-10-31)" in not_run.stderr, not_run.stderr
     assert "run `bankgrowth insight run --as-of 2026-10-01`" in not_run.stderr
     assert "value tier" in grid.stdout and "unbound" in grid.stdout
+    # the trend: a line per stage, its count on the first and the last day run
+    assert "Lifecycle trend 生命周期趋势, 2026-10-30 – 2026-10-31 (2 days run)" in trend.stdout, trend.stdout
+    for zh in ("超级用户", "流失预警", "未绑卡"):
+        shown = cells(trend.stdout, zh)  # stage, 阶段, first day, last day, change, sparkline, min, max
+        on_first, on_last = cells(first.stdout, zh)[2], cells(second.stdout, zh)[2]  # what each run printed
+        assert shown[2:4] == [on_first, on_last], trend.stdout
+        change = int(on_last.replace(",", "")) - int(on_first.replace(",", ""))
+        assert shown[4] == (f"{change:+,}" if change else "0") and len(shown[5]) == 2
     # the run log, newest first: the incremental night, then the first, full for want of a day before
     logged = [line for line in runs.stdout.splitlines() if line.startswith("│ 2026-")]
     assert [[cell.strip() for cell in line.split("│")[1:3]] for line in logged] == [

@@ -329,6 +329,23 @@ def insight_lifecycle_cmd(
         render.matrix(console, matrix, f"Flows {since} → {end} (rows: from, columns: to)")
 
 
+@insight_app.command("trend")
+def insight_trend_cmd(
+    days: Annotated[int, typer.Option(min=1, help="Length of the span in days.")] = 30,
+    end: Annotated[str | None, typer.Option(help="Last day of the span (default: the latest day run).")] = None,
+) -> None:
+    """Customers by lifecycle stage, day by day: first and last day, change, and a sparkline.
+
+    The counts are kept after their versions pass retention, so the trend reaches back to the
+    first day run."""
+    from bankgrowth.insight import service as insight_service
+
+    settings = _settings()
+    with _warehouse(settings) as con:
+        trend = insight_service.lifecycle_trend(con, end=_day(end), days=days)
+    render.lifecycle_trend(console, trend)
+
+
 @insight_app.command("grid")
 def insight_grid_cmd(
     as_of: Annotated[str | None, typer.Option("--as-of", help="Version to show (default: latest).")] = None,

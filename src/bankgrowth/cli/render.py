@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from bankgrowth.demo import DemoResult
     from bankgrowth.evaluation.campaigns import TrueEffect
     from bankgrowth.evaluation.lifecycle import Agreement
-    from bankgrowth.insight.service import CustomerView, LoggedRun, Matrix, RunReport, StageCount, TagStats
+    from bankgrowth.insight.service import CustomerView, LoggedRun, Matrix, RunReport, StageCount, TagStats, Trend
     from bankgrowth.measurement.campaign import Cell, Results
     from bankgrowth.measurement.kpi import BankSummary
     from bankgrowth.warehouse.ingest import LoadReport
@@ -410,6 +410,42 @@ def lifecycle(console: Console, dist: list[StageCount]) -> None:
     for s in dist:
         table.add_row(s.en, s.zh, _n(s.customers), f"{s.share:.1%}", _bar(s.share))
     tables.show(console, table)
+
+
+def _trend_spark(values: list[int]) -> str:
+    """A sparkline from the smallest value to the largest (a stage's count moves by a little of
+    its size, which a line from zero would flatten); a flat series is drawn at mid height."""
+    lo, hi = min(values), max(values)
+    if hi == lo:
+        return SPARKS[3] * len(values)
+    return "".join(SPARKS[round((v - lo) / (hi - lo) * (len(SPARKS) - 1))] for v in values)
+
+
+def _signed(value: int) -> str:
+    return f"{value:+,}" if value else "0"
+
+
+def lifecycle_trend(console: Console, trend: Trend) -> None:
+    from bankgrowth.insight.lifecycle import STAGES
+
+    if not trend.days:
+        console.print("no stage counts in that span; `bankgrowth insight runs` lists the days run")
+        return
+    first, last = trend.days[0], trend.days[-1]
+    table = Table(
+        title=f"Lifecycle trend 生命周期趋势, {first} – {last} ({len(trend.days)} days run)", title_justify="left"
+    )
+    columns = [("stage", "left"), ("阶段", "left"), (f"{first:%m-%d}", "right"), (f"{last:%m-%d}", "right")]
+    columns += [("change", "right"), ("day by day", "left"), ("min", "right"), ("max", "right")]
+    for col, just in columns:
+        table.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
+    for s in STAGES:
+        v = trend.counts[s.code]
+        table.add_row(s.en, s.zh, _n(v[0]), _n(v[-1]), _signed(v[-1] - v[0]), _trend_spark(v), _n(min(v)), _n(max(v)))
+    tables.show(console, table)
+    if trend.gaps:
+        shown = ", ".join(str(d) for d in trend.gaps[:5]) + (", …" if len(trend.gaps) > 5 else "")
+        console.print(f"not run: {len(trend.gaps)} day(s) ({shown}); each line skips them", highlight=False)
 
 
 def matrix(console: Console, m: Matrix, title: str) -> None:

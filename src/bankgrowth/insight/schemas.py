@@ -16,6 +16,15 @@ class StageCountRead(BaseModel):
     share: float
 
 
+class TrendRead(BaseModel):
+    """``counts[stage][i]`` is the number of customers in ``stage`` on ``days[i]``."""
+
+    days: list[date] = Field(description="days with stored counts in the span, oldest first")
+    stages: list[StageCountRead] = Field(description="the stages with their labels, on the last day")
+    counts: dict[str, list[int]]
+    gaps: list[date] = Field(description="days in the span that were not run (or were replaced and not run again)")
+
+
 class MatrixRead(BaseModel):
     """``counts[i][j]`` is the number of customers in row ``rows[i]`` and column ``columns[j]``."""
 

@@ -230,6 +230,9 @@ def run(
             transitions, since = store.record_transitions(con, day) or (None, None)
             step("summarising")
             pruned = store.prune(con, settings.tag_retention_days)
+            # this day's stage counts, and those of kept versions stored before they were counted
+            counted = set(store.daily_days(con))
+            store.record_daily(con, [d for d in store.versions(con) if d == day or d not in counted])
             store.mark_state(con, day)
             mode = "full" if reason else "incremental"
             seconds = time.perf_counter() - started
@@ -337,13 +340,64 @@ def scoped(con: BaseBackend, t: ibis.Table, scope: Scope | None) -> ibis.Table:
 def lifecycle_distribution(
     con: BaseBackend, as_of: date | None = None, *, scope: Scope | None = None
 ) -> list[StageCount]:
+    """Customers by stage on ``as_of`` (default: the latest version), counted by the branch each
+    belonged to that day. Read from the stored counts, so a day whose version is past retention
+    is still shown; a kept version without them (stored before they were kept) is counted."""
     day = as_of or store.latest(con)
     if day is None:
         raise LookupError("no tag version yet; run `bankgrowth insight run`")
-    t = scoped(con, store.stages(con, day), scope)
-    counts = dict(_pairs(t, "stage"))
+    if day in store.daily_days(con):
+        daily = _daily(con, scope)
+        daily = daily.filter(daily.as_of == day)
+        counts = {
+            r["stage"]: int(r["n"])
+            for r in daily.group_by("stage").aggregate(n=daily.customers.sum()).to_pyarrow().to_pylist()
+        }
+    else:
+        t = store.stages(con, day, "branch_id")
+        if scope is not None and scope.org_ids is not None:
+            t = t.filter(t.branch_id.isin(sorted(scope.org_ids)))
+        counts = dict(_pairs(t, "stage"))
     total = sum(counts.values()) or 1
     return [StageCount(s.code, s.zh, s.en, counts.get(s.code, 0), counts.get(s.code, 0) / total) for s in STAGES]
+
+
+def _daily(con: BaseBackend, scope: Scope | None) -> ibis.Table:
+    """The stored stage counts, of the branches in ``scope``."""
+    daily = con.table(store.DAILY)
+    if scope is not None and scope.org_ids is not None:
+        daily = daily.filter(daily.branch_id.isin(sorted(scope.org_ids)))
+    return daily
+
+
+@dataclass(frozen=True)
+class Trend:
+    """Customers by stage on each day with stored counts, oldest first."""
+
+    days: list[date]
+    counts: dict[str, list[int]]  # stage code → customers on each of ``days``
+    gaps: list[date]  # days in the span without counts (not run, or replaced and not run again)
+
+
+def lifecycle_trend(con: BaseBackend, *, end: date | None = None, days: int = 30, scope: Scope | None = None) -> Trend:
+    """The lifecycle distribution over the ``days`` days up to ``end`` (default: the latest day
+    counted), each customer counted by the branch it belonged to that day. The counts are kept
+    after their versions are dropped, so the trend reaches back to the first day run."""
+    counted = store.daily_days(con)
+    last = end or (counted[-1] if counted else None)
+    if last is None:
+        raise LookupError("no lifecycle counts yet; run `bankgrowth insight run`")
+    first = last - timedelta(days=days - 1)
+    daily = _daily(con, scope)
+    daily = daily.filter((daily.as_of >= first) & (daily.as_of <= last))
+    rows = daily.group_by(["as_of", "stage"]).aggregate(n=daily.customers.sum()).to_pyarrow().to_pylist()
+    found = sorted(d for d in counted if first <= d <= last)
+    by = {(r["as_of"], r["stage"]): int(r["n"]) for r in rows}
+    counts = {s.code: [by.get((d, s.code), 0) for d in found] for s in STAGES}
+    span = [first + timedelta(days=k) for k in range(days)]
+    # before the first day ever counted there is nothing to miss
+    gaps = [d for d in span if d not in set(found) and counted and d > counted[0]]
+    return Trend(found, counts, gaps)
 
 
 def _pairs(t: ibis.Table, column: str) -> list[tuple[Any, int]]:

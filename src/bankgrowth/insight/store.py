@@ -18,7 +18,9 @@ records the thresholds and timezone the version was computed with).
 
 Stage changes between consecutive versions are appended to ``lifecycle_transitions`` (customer,
 from, to, as_of, since: the version compared with — the day before, unless days were not run),
-which is kept for good: it is small, and it is the customers' stage history.
+which is kept for good: it is small, and it is the customers' stage history. So are the counts
+of each version's customers by branch and stage in ``lifecycle_daily``: the lifecycle trend
+reaches back past the versions kept, and a day's distribution is read without its version.
 
 A run stores its version, its stage changes, the day its window-count state holds and its log
 entry in one transaction (:func:`transaction`): a run killed part-way leaves none of them, so the
@@ -64,6 +66,8 @@ VERSIONS_SCHEMA = ibis.schema(
     }
 )
 TRANSITIONS = "lifecycle_transitions"
+DAILY = "lifecycle_daily"  # customers per (day, branch on that day, stage), kept after the versions
+DAILY_SCHEMA = ibis.schema({"as_of": "date", "branch_id": "string", "stage": "string", "customers": "int64"})
 STATE = "tag_window_counts"  # per-(tag, customer, value) window counts: the incremental run's state
 STATE_DAY = "tag_window_counts_day"  # the as-of day the state holds; NULL while a run is moving it
 RUNS = "insight_runs"
@@ -163,13 +167,39 @@ def tags_table(con: BaseBackend, as_of: date | None = None, tags: Sequence[Tag] 
     return imported.attach(con, scores_from_cuts(present(base, tags, ctx), _decode_cuts(version["cuts"])))
 
 
-def stages(con: BaseBackend, day: date) -> ir.Table:
-    """(customer_id, stage) on ``day``, read from the stored rows alone."""
+def stages(con: BaseBackend, day: date, *keep: str) -> ir.Table:
+    """(customer_id, the stored columns ``keep``, stage) on ``day``, read from the stored rows alone."""
     version = _version(con, day)
     base = stored_rows(con, day)
     end = ibis.literal(end_of_day(day, version["timezone"]), type="timestamp('UTC')")
     th = Thresholds(**json.loads(version["thresholds"]))
-    return base.select("customer_id", stage=stage_expr(base, end, th, con.name))
+    return base.select("customer_id", *keep, stage=stage_expr(base, end, th, con.name))
+
+
+def daily_days(con: BaseBackend) -> list[date]:
+    """Days whose stage counts are in ``lifecycle_daily``, oldest first."""
+    if DAILY not in con.list_tables():
+        return []
+    return sorted(con.table(DAILY).select("as_of").distinct().as_of.to_pyarrow().to_pylist())
+
+
+def record_daily(con: BaseBackend, days: Sequence[date]) -> None:
+    """Count each stored version of ``days`` by branch (the customer's on that day) and stage
+    into ``lifecycle_daily``, replacing what it held for those days."""
+    if DAILY not in con.list_tables():
+        con.create_table(DAILY, schema=DAILY_SCHEMA)
+    if not days:
+        return
+    with transaction(con):
+        listed = ", ".join(f"DATE '{d}'" for d in days)
+        con.raw_sql(f"DELETE FROM {DAILY} WHERE as_of IN ({listed})")  # type: ignore[attr-defined]
+        for day in days:
+            t = stages(con, day, "branch_id")
+            counts = t.group_by(["branch_id", "stage"]).aggregate(customers=t.count())
+            con.insert(
+                DAILY,
+                counts.select(as_of=ibis.literal(day), branch_id="branch_id", stage="stage", customers="customers"),
+            )
 
 
 _IN_TRANSACTION: weakref.WeakSet[BaseBackend] = weakref.WeakSet()
@@ -276,6 +306,7 @@ def rewind(con: BaseBackend, day: date) -> list[date]:
         f"DELETE FROM {HISTORY} WHERE valid_to >= DATE '{day}'",
         f"DELETE FROM {VERSIONS} WHERE as_of >= DATE '{day}'",
         f"DELETE FROM {TRANSITIONS} WHERE as_of >= DATE '{day}'" if TRANSITIONS in con.list_tables() else "SELECT 1",
+        f"DELETE FROM {DAILY} WHERE as_of >= DATE '{day}'" if DAILY in con.list_tables() else "SELECT 1",
     )
     return gone
 
@@ -428,7 +459,8 @@ def logged_run(con: BaseBackend, as_of: date) -> dict[str, Any] | None:
 
 def prune(con: BaseBackend, keep_days: int) -> list[date]:
     """Forget tag versions more than ``keep_days`` older than the newest, and the history rows
-    no kept version can see; returns the forgotten days."""
+    no kept version can see; returns the forgotten days. Their stage changes and stage counts
+    stay."""
     found = versions(con)
     if not found:
         return []

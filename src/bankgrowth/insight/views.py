@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query
 
 from bankgrowth.api.deps import SessionDep, SettingsDep, WarehouseDep, allow
 from bankgrowth.insight import flows, service
+from bankgrowth.insight.lifecycle import STAGES
 from bankgrowth.insight.schemas import (
     BinRead,
     ChannelProfile,
@@ -18,6 +19,7 @@ from bankgrowth.insight.schemas import (
     StageCountRead,
     TagRead,
     TagStatsRead,
+    TrendRead,
 )
 from bankgrowth.insight.tags import Tag
 from bankgrowth.platform.access import Permission, Principal
@@ -56,6 +58,27 @@ def _tag(tag: Tag) -> dict[str, Any]:
 def lifecycle(con: WarehouseDep, principal: Reader, as_of: AsOf = None) -> list[StageCountRead]:
     rows = service.lifecycle_distribution(con, as_of, scope=principal.scope)
     return [StageCountRead(**vars(r)) for r in rows]
+
+
+@router.get(
+    "/insight/lifecycle/trend",
+    response_model=TrendRead,
+    summary="Customers by lifecycle stage, day by day (生命周期趋势)",
+)
+def lifecycle_trend(
+    con: WarehouseDep,
+    principal: Reader,
+    end: Annotated[date | None, Query(description="Last day of the span; default the latest day run.")] = None,
+    days: Annotated[int, Query(ge=1, le=3660, description="Length of the span in days.")] = 30,
+) -> TrendRead:
+    trend = service.lifecycle_trend(con, end=end, days=days, scope=principal.scope)
+    last = {s: values[-1] if values else 0 for s, values in trend.counts.items()}
+    total = sum(last.values()) or 1
+    stages = [
+        StageCountRead(stage=s.code, zh=s.zh, en=s.en, customers=last[s.code], share=last[s.code] / total)
+        for s in STAGES
+    ]
+    return TrendRead(days=trend.days, stages=stages, counts=trend.counts, gaps=trend.gaps)
 
 
 @router.get("/insight/transitions", response_model=MatrixRead, summary="Stage flow between two days (流转矩阵)")
