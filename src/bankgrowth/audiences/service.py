@@ -32,6 +32,7 @@ from bankgrowth.audiences.segments import CORE_SEGMENTS
 from bankgrowth.errors import Conflict, Invalid, NotFound
 from bankgrowth.insight import store as tag_store
 from bankgrowth.insight.lifecycle import STAGE_CODES
+from bankgrowth.insight.service import scoped
 from bankgrowth.insight.value import SEGMENTS, VALUE_TIERS
 from bankgrowth.operational.base import utcnow
 from bankgrowth.platform import audit
@@ -319,11 +320,6 @@ def _no_version() -> NotFound:
     return NotFound("no tag version yet: run bankgrowth insight run", "尚无标签版本：请先运行 insight run")
 
 
-def _scoped(t: ir.Table, principal: Principal) -> ir.Table:
-    ids = principal.scope.org_ids
-    return t if ids is None else t.filter(t.branch_id.isin(sorted(ids)))
-
-
 def sources(session: Session, con: BaseBackend, *, principal: Principal, as_of: date | None, timezone: str) -> Sources:
     """The tables a rule reads on ``as_of`` (default: the latest tag version), in the caller's scope."""
     latest = tag_store.latest(con)
@@ -331,7 +327,7 @@ def sources(session: Session, con: BaseBackend, *, principal: Principal, as_of: 
     if version is None:
         raise _no_version()
     base = members_store.profile(con, version) if version == latest else tag_store.tags_table(con, version)
-    t = _scoped(base, principal)
+    t = scoped(base, principal.scope)
     tables = set(con.list_tables())
 
     def other(code: str) -> Rule | ir.Table:

@@ -67,7 +67,7 @@ def export_tags(
     person without the secret."""
     principal.require(Permission.READ)
     day = as_of or store.latest(con)
-    t = service.scoped(con, store.tags_table(con, day), principal.scope)
+    t = service.scoped(store.tags_table(con, day), principal.scope)
     if columns:
         t = t.select("customer_id", *[c for c in columns if c != "customer_id"])
     rows = write_extract(t.order_by("customer_id").to_pyarrow(), path, pseudonymize_with=pseudonymize_with)

@@ -328,13 +328,12 @@ def run_history(con: BaseBackend, *, limit: int = 30, scope: Scope | None = None
     return out
 
 
-def scoped(con: BaseBackend, t: ibis.Table, scope: Scope | None) -> ibis.Table:
-    """Only the rows of customers owned by an org in ``scope`` (everything at HQ)."""
+def scoped(t: ibis.Table, scope: Scope | None) -> ibis.Table:
+    """Only the rows of a version (``t`` has its ``branch_id``) of customers owned by an org in
+    ``scope`` on that day (everything at HQ) — as audiences select them."""
     if scope is None or scope.org_ids is None:
         return t
-    c = con.table("customers")
-    owned = c.filter(c.branch_id.isin(sorted(scope.org_ids))).select(_owned="customer_id")
-    return t.semi_join(owned, t.customer_id == owned._owned)
+    return t.filter(t.branch_id.isin(sorted(scope.org_ids)))
 
 
 def lifecycle_distribution(
@@ -347,27 +346,16 @@ def lifecycle_distribution(
     if day is None:
         raise LookupError("no tag version yet; run `bankgrowth insight run`")
     if day in store.daily_days(con):
-        daily = _daily(con, scope)
+        daily = scoped(con.table(store.DAILY), scope)
         daily = daily.filter(daily.as_of == day)
         counts = {
             r["stage"]: int(r["n"])
             for r in daily.group_by("stage").aggregate(n=daily.customers.sum()).to_pyarrow().to_pylist()
         }
     else:
-        t = store.stages(con, day, "branch_id")
-        if scope is not None and scope.org_ids is not None:
-            t = t.filter(t.branch_id.isin(sorted(scope.org_ids)))
-        counts = dict(_pairs(t, "stage"))
+        counts = dict(_pairs(scoped(store.stages(con, day, "branch_id"), scope), "stage"))
     total = sum(counts.values()) or 1
     return [StageCount(s.code, s.zh, s.en, counts.get(s.code, 0), counts.get(s.code, 0) / total) for s in STAGES]
-
-
-def _daily(con: BaseBackend, scope: Scope | None) -> ibis.Table:
-    """The stored stage counts, of the branches in ``scope``."""
-    daily = con.table(store.DAILY)
-    if scope is not None and scope.org_ids is not None:
-        daily = daily.filter(daily.branch_id.isin(sorted(scope.org_ids)))
-    return daily
 
 
 @dataclass(frozen=True)
@@ -388,7 +376,7 @@ def lifecycle_trend(con: BaseBackend, *, end: date | None = None, days: int = 30
     if last is None:
         raise LookupError("no lifecycle counts yet; run `bankgrowth insight run`")
     first = last - timedelta(days=days - 1)
-    daily = _daily(con, scope)
+    daily = scoped(con.table(store.DAILY), scope)
     daily = daily.filter((daily.as_of >= first) & (daily.as_of <= last))
     rows = daily.group_by(["as_of", "stage"]).aggregate(n=daily.customers.sum()).to_pyarrow().to_pylist()
     found = sorted(d for d in counted if first <= d <= last)
@@ -420,7 +408,7 @@ class Matrix:
 def transition_matrix(con: BaseBackend, start: date, end: date, *, scope: Scope | None = None) -> Matrix:
     """Stage on ``start`` (rows) × stage on ``end`` (columns); both days need a stored version."""
     a = store.stages(con, start).select(_cid="customer_id", _from="stage")
-    b = scoped(con, store.stages(con, end), scope).select("customer_id", _to="stage")
+    b = scoped(store.stages(con, end, "branch_id"), scope).select("customer_id", _to="stage")
     j = b.left_join(a, b.customer_id == a._cid)
     j = j.mutate(_from=j._from.fill_null("new"))
     rows = j.group_by(["_from", "_to"]).aggregate(n=j.count()).to_pyarrow().to_pylist()
@@ -431,7 +419,7 @@ def transition_matrix(con: BaseBackend, start: date, end: date, *, scope: Scope 
 
 def grid(con: BaseBackend, as_of: date | None = None, *, scope: Scope | None = None) -> Matrix:
     """The customer grid (宫格): lifecycle stage × value tier."""
-    t = scoped(con, store.tags_table(con, as_of), scope)
+    t = scoped(store.tags_table(con, as_of), scope)
     rows = t.group_by(["stage", "value_tier"]).aggregate(n=t.count()).to_pyarrow().to_pylist()
     return Matrix(STAGE_CODES, VALUE_TIERS, {(r["stage"], r["value_tier"]): int(r["n"]) for r in rows})
 
@@ -505,7 +493,7 @@ def catalog(
     con: BaseBackend, as_of: date | None = None, *, names: list[str] | None = None, scope: Scope | None = None
 ) -> list[TagStats]:
     """Coverage and distribution of every tag (or of ``names``) in a stored version."""
-    t = scoped(con, store.tags_table(con, as_of), scope)
+    t = scoped(store.tags_table(con, as_of), scope)
     every = catalog_tags(con)
     wanted = [tag for tag in every if names is None or tag.name in names]
     unknown = sorted(set(names or []) - {tag.name for tag in wanted})
