@@ -101,12 +101,14 @@ def test_counts_outlive_their_versions_and_a_rerun_replaces_the_later_days(runs)
 def test_versions_stored_before_counts_were_kept_are_counted_by_the_next_run(runs) -> None:  # type: ignore[no-untyped-def]
     con, settings = runs
     # given: the counts table missing, as in a warehouse from before it existed
+    before = _counted(con, DAYS[0])
     con.drop_table(store.DAILY)
     with pytest.raises(LookupError, match="no lifecycle counts yet"):
         service.lifecycle_trend(con)
-    # when
-    service.run(con, settings, as_of=DAYS[-1] + timedelta(days=1))
-    # then: every kept version is counted, the new day with them
+    # when: the next run, which also drops all but two versions
+    report = service.run(con, settings.model_copy(update={"tag_retention_days": 2}), as_of=DAYS[-1] + timedelta(days=1))
+    # then: every version is counted, those it dropped too, the new day with them
+    assert report.pruned == DAYS[:-1]
     trend = service.lifecycle_trend(con, days=7)
     assert trend.days == [*DAYS, DAYS[-1] + timedelta(days=1)]
-    assert {s: v[0] for s, v in trend.counts.items()} == _counted(con, DAYS[0])
+    assert {s: v[0] for s, v in trend.counts.items()} == before

@@ -229,10 +229,11 @@ def run(
             step("logging stage changes")
             transitions, since = store.record_transitions(con, day) or (None, None)
             step("summarising")
-            pruned = store.prune(con, settings.tag_retention_days)
-            # this day's stage counts, and those of kept versions stored before they were counted
+            # this day's stage counts, and those of versions stored before they were counted
+            # (before any is pruned: the counts outlive the versions)
             counted = set(store.daily_days(con))
             store.record_daily(con, [d for d in store.versions(con) if d == day or d not in counted])
+            pruned = store.prune(con, settings.tag_retention_days)
             store.mark_state(con, day)
             mode = "full" if reason else "incremental"
             seconds = time.perf_counter() - started
@@ -366,6 +367,12 @@ class Trend:
     counts: dict[str, list[int]]  # stage code → customers on each of ``days``
     gaps: list[date]  # days in the span without counts (not run, or replaced and not run again)
 
+    def last_day(self) -> list[StageCount]:
+        """The distribution on the last day (all zero when the span has no day)."""
+        last = {stage: values[-1] if values else 0 for stage, values in self.counts.items()}
+        total = sum(last.values()) or 1
+        return [StageCount(s.code, s.zh, s.en, last[s.code], last[s.code] / total) for s in STAGES]
+
 
 def lifecycle_trend(con: BaseBackend, *, end: date | None = None, days: int = 30, scope: Scope | None = None) -> Trend:
     """The lifecycle distribution over the ``days`` days up to ``end`` (default: the latest day
@@ -382,9 +389,10 @@ def lifecycle_trend(con: BaseBackend, *, end: date | None = None, days: int = 30
     found = sorted(d for d in counted if first <= d <= last)
     by = {(r["as_of"], r["stage"]): int(r["n"]) for r in rows}
     counts = {s.code: [by.get((d, s.code), 0) for d in found] for s in STAGES}
+    # days not counted, after the first day ever counted (before it there is nothing to miss)
     span = [first + timedelta(days=k) for k in range(days)]
-    # before the first day ever counted there is nothing to miss
-    gaps = [d for d in span if d not in set(found) and counted and d > counted[0]]
+    have = set(found)
+    gaps = [d for d in span if d > counted[0] and d not in have] if counted else []
     return Trend(found, counts, gaps)
 
 

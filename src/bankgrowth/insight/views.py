@@ -9,7 +9,6 @@ from fastapi import APIRouter, Path, Query
 
 from bankgrowth.api.deps import SessionDep, SettingsDep, WarehouseDep, allow
 from bankgrowth.insight import flows, service
-from bankgrowth.insight.lifecycle import STAGES
 from bankgrowth.insight.schemas import (
     BinRead,
     ChannelProfile,
@@ -72,12 +71,7 @@ def lifecycle_trend(
     days: Annotated[int, Query(ge=1, le=3660, description="Length of the span in days.")] = 30,
 ) -> TrendRead:
     trend = service.lifecycle_trend(con, end=end, days=days, scope=principal.scope)
-    last = {s: values[-1] if values else 0 for s, values in trend.counts.items()}
-    total = sum(last.values()) or 1
-    stages = [
-        StageCountRead(stage=s.code, zh=s.zh, en=s.en, customers=last[s.code], share=last[s.code] / total)
-        for s in STAGES
-    ]
+    stages = [StageCountRead(**vars(s)) for s in trend.last_day()]
     return TrendRead(days=trend.days, stages=stages, counts=trend.counts, gaps=trend.gaps)
 
 
