@@ -80,7 +80,7 @@ class DemoResult:
     advance: AdvanceResult | None = None
     redeemed: int = 0  # campaign vouchers the advanced transactions used
     summary_after: BankSummary | None = None
-    lifecycle_after: list[insight_service.StageCount] = field(default_factory=list)
+    trend: insight_service.Trend | None = None  # the stages from the first day run to after the campaigns
 
 
 ADVANCE_DAYS = 14
@@ -263,9 +263,10 @@ def _campaigns(con: BaseBackend, settings: Settings, result: DemoResult, hooks: 
         result.advance, result.redeemed = advanced.advance, advanced.redeemed
         result.loads.append(advanced.load)
         hooks.step("measuring")
-        insight_service.run(con, settings)
+        after = insight_service.run(con, settings)
         result.summary_after = bank_summary(con, timezone=settings.timezone, super_user_txns=settings.super_user_txns)
-        result.lifecycle_after = insight_service.lifecycle_distribution(con)
+        span = (after.as_of - result.insight.as_of).days + 1
+        result.trend = insight_service.lifecycle_trend(con, end=after.as_of, days=span)
         with Session(engine) as session:
             for run in result.campaigns:
                 run.results = measure(session, con, principal=maker, code=run.code)

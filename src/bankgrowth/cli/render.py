@@ -218,8 +218,8 @@ def demo_campaigns(console: Console, result: DemoResult) -> None:
         )
     if result.summary_after is not None:
         bank_summary(console, result.summary_after)
-    if result.lifecycle_after:
-        lifecycle(console, result.lifecycle_after)
+    if result.trend is not None:
+        lifecycle_trend(console, result.trend)
     for run in result.campaigns:
         if run.results is not None:
             campaign_results(console, run.results, {t.arm: t for t in run.truth})
