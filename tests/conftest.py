@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -9,6 +12,21 @@ from bankgrowth.warehouse import engine, ingest
 from bankgrowth.warehouse.simulator import SimulationConfig, SimulationResult, simulate
 
 SMALL_BANK = SimulationConfig(customers=3_000, seed=11, chunk_customers=1_000)
+
+
+@contextmanager
+def warehouse_copy(source: Path, folder: Path) -> Iterator[tuple[Any, Any]]:
+    """A copy of the warehouse file ``source`` in ``folder``, connected, with settings whose data
+    directory is ``folder``; disconnected afterwards."""
+    from bankgrowth.config import Settings
+
+    path = folder / "w.duckdb"
+    shutil.copy(source, path)
+    con = engine.connect(f"duckdb:///{path}")
+    try:
+        yield con, Settings(data_dir=folder)
+    finally:
+        con.disconnect()
 
 
 @pytest.fixture(scope="session")

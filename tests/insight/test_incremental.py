@@ -25,6 +25,7 @@ from bankgrowth.insight.lifecycle import Thresholds
 from bankgrowth.insight.tags import BUILTIN_TAGS, context
 from bankgrowth.warehouse import engine, schema
 from bankgrowth.warehouse.engine import append_arrow
+from tests.conftest import warehouse_copy
 
 TZ_NAME = "Asia/Shanghai"
 TZ = ZoneInfo(TZ_NAME)
@@ -215,11 +216,7 @@ def test_the_service_picks_incremental_and_falls_back_when_it_must(loaded_bank, 
     from bankgrowth.config import Settings
     from bankgrowth.insight import service
 
-    path = tmp_path / "w.duckdb"
-    shutil.copy(loaded_bank, path)
-    con = engine.connect(f"duckdb:///{path}")
-    settings = Settings(data_dir=tmp_path)
-    try:
+    with warehouse_copy(loaded_bank, tmp_path) as (con, settings):
         first = service.run(con, settings, as_of=date(2026, 10, 28))
         assert first.mode == "full" and "no stored version" in first.reason
         second = service.run(con, settings, as_of=date(2026, 10, 29))
@@ -286,8 +283,6 @@ def test_the_service_picks_incremental_and_falls_back_when_it_must(loaded_bank, 
         assert (history[0].changed, history[0].transitions) == (eighth.changed, eighth.transitions)
         assert [(h.changed, h.transitions) for h in history[1:4]] == [(None, None)] * 3
         assert (history[5].changed, history[5].transitions) == (None, second.transitions)
-    finally:
-        con.disconnect()
 
 
 def _at(day: date) -> datetime:
@@ -343,15 +338,10 @@ def test_the_default_day_is_the_business_day_of_the_last_transaction(loaded_bank
 def test_a_day_after_the_data_is_refused_unless_asked_for(insight_bank, tmp_path) -> None:  # type: ignore[no-untyped-def]
     import pytest
 
-    from bankgrowth.config import Settings
     from bankgrowth.insight import service
 
     # given: a warehouse whose transactions end on 2026-10-31, with that day's version stored
-    path = tmp_path / "w.duckdb"
-    shutil.copy(insight_bank, path)
-    con = engine.connect(f"duckdb:///{path}")
-    settings = Settings(data_dir=tmp_path)
-    try:
+    with warehouse_copy(insight_bank, tmp_path) as (con, settings):
         # when: a run for a mistyped year, 2027 for 2026
         with pytest.raises(ValueError) as refused:
             service.run(con, settings, as_of=date(2027, 11, 1))
@@ -362,5 +352,3 @@ def test_a_day_after_the_data_is_refused_unless_asked_for(insight_bank, tmp_path
         # and: a day after the data runs when asked for, incrementally from the day before
         report = service.run(con, settings, as_of=date(2026, 11, 1), beyond_data=True)
         assert report.mode == "incremental" and store.versions(con) == [date(2026, 10, 31), date(2026, 11, 1)]
-    finally:
-        con.disconnect()

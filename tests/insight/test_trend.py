@@ -14,6 +14,7 @@ from bankgrowth.insight import service, store
 from bankgrowth.insight.lifecycle import STAGE_CODES
 from bankgrowth.platform.access import Scope
 from bankgrowth.warehouse import engine
+from tests.conftest import warehouse_copy
 
 DAYS = [date(2026, 10, 25), date(2026, 10, 26), date(2026, 10, 27), date(2026, 10, 29), date(2026, 10, 30)]
 
@@ -40,11 +41,8 @@ def history(loaded_bank: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 @pytest.fixture
 def runs(history: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
     """A copy of ``history`` of the test's own."""
-    path = tmp_path / "w.duckdb"
-    shutil.copy(history, path)
-    con = engine.connect(f"duckdb:///{path}")
-    yield con, Settings(data_dir=tmp_path)
-    con.disconnect()
+    with warehouse_copy(history, tmp_path) as opened:
+        yield opened
 
 
 def test_each_day_run_is_counted_as_its_version_says_and_a_day_not_run_is_a_gap(runs) -> None:  # type: ignore[no-untyped-def]

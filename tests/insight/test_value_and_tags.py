@@ -15,6 +15,7 @@ from bankgrowth.insight.service import CATALOG, histogram_edges
 from bankgrowth.insight.tags import BUILTIN_TAGS
 from bankgrowth.insight.value import SEGMENTS, segment_expr, segment_of
 from bankgrowth.warehouse import engine
+from tests.conftest import warehouse_copy
 
 
 def test_segment_expression_matches_the_documented_map_on_every_cell() -> None:
@@ -205,15 +206,7 @@ def test_prune_keeps_the_retention_window(insight_run) -> None:
 
 
 def test_a_tag_added_later_becomes_a_column_and_older_versions_still_read(loaded_bank, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import shutil
-
-    from bankgrowth.config import Settings
-
-    path = tmp_path / "w.duckdb"
-    shutil.copy(loaded_bank, path)
-    con = engine.connect(f"duckdb:///{path}")
-    settings = Settings(data_dir=tmp_path)
-    try:
+    with warehouse_copy(loaded_bank, tmp_path) as (con, settings):
         # given: a history written before ``referrals_made`` existed
         fewer = tuple(t for t in BUILTIN_TAGS if t.name != "referrals_made")
         first = service.run(con, settings, as_of=date(2026, 10, 30), tags=fewer)
@@ -224,8 +217,6 @@ def test_a_tag_added_later_becomes_a_column_and_older_versions_still_read(loaded
         assert store.tags_table(con).referrals_made.max().to_pyarrow().as_py() > 0
         old = store.tags_table(con, date(2026, 10, 30), tags=fewer).to_pyarrow()
         assert old.num_rows == first.customers > 0 and "referrals_made" not in old.column_names
-    finally:
-        con.disconnect()
 
 
 def test_a_history_from_before_the_current_table_reads_the_same_and_is_split_by_the_next_run(

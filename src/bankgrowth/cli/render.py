@@ -147,9 +147,15 @@ def bank_summary(console: Console, s: BankSummary) -> None:
 SPARKS = "▁▂▃▄▅▆▇█"
 
 
-def _spark(values: list[int]) -> str:
-    top = max(values) or 1
-    return "".join(SPARKS[min(len(SPARKS) - 1, round(v / top * (len(SPARKS) - 1)))] for v in values)
+def _spark(values: list[int], *, from_min: bool = False) -> str:
+    """A sparkline from zero to the largest value, or ``from_min`` from the smallest (a stage's
+    count moves by a little of its size, which a line from zero would flatten; a flat series is
+    then drawn at mid height)."""
+    low = min(values) if from_min else 0
+    span = max(values) - low
+    if span == 0:
+        return SPARKS[3 if from_min else 0] * len(values)
+    return "".join(SPARKS[round((v - low) / span * (len(SPARKS) - 1))] for v in values)
 
 
 def by_day(console: Console, s: BankSummary) -> None:
@@ -412,15 +418,6 @@ def lifecycle(console: Console, dist: list[StageCount]) -> None:
     tables.show(console, table)
 
 
-def _trend_spark(values: list[int]) -> str:
-    """A sparkline from the smallest value to the largest (a stage's count moves by a little of
-    its size, which a line from zero would flatten); a flat series is drawn at mid height."""
-    lo, hi = min(values), max(values)
-    if hi == lo:
-        return SPARKS[3] * len(values)
-    return "".join(SPARKS[round((v - lo) / (hi - lo) * (len(SPARKS) - 1))] for v in values)
-
-
 def _signed(value: int) -> str:
     return f"{value:+,}" if value else "0"
 
@@ -441,7 +438,9 @@ def lifecycle_trend(console: Console, trend: Trend) -> None:
         table.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
     for s in STAGES:
         v = trend.counts[s.code]
-        table.add_row(s.en, s.zh, _n(v[0]), _n(v[-1]), _signed(v[-1] - v[0]), _trend_spark(v), _n(min(v)), _n(max(v)))
+        table.add_row(
+            s.en, s.zh, _n(v[0]), _n(v[-1]), _signed(v[-1] - v[0]), _spark(v, from_min=True), _n(min(v)), _n(max(v))
+        )
     tables.show(console, table)
     if trend.gaps:
         shown = ", ".join(str(d) for d in trend.gaps[:5]) + (", …" if len(trend.gaps) > 5 else "")
