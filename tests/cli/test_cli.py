@@ -164,10 +164,11 @@ def cells(output: str, label: str) -> list[str]:
 
 
 def test_insight_commands(tmp_path: Path) -> None:
-    # given: a loaded bank with two daily versions
+    # given: a loaded bank run on 2026-10-29, then to the last day with data, which catches up
+    # the day between
     assert run(["simulate", "--customers", "600", "--out", str(tmp_path / "simulation")], tmp_path).returncode == 0
     assert run(["load", str(tmp_path / "simulation" / "bank")], tmp_path).returncode == 0
-    first = run(["insight", "run", "--as-of", "2026-10-30"], tmp_path)
+    first = run(["insight", "run", "--as-of", "2026-10-29"], tmp_path)
     second = run(["insight", "run"], tmp_path)
     # when
     lifecycle = run(["insight", "lifecycle", "--since", "2026-10-30"], tmp_path)
@@ -188,25 +189,28 @@ def test_insight_commands(tmp_path: Path) -> None:
     assert "no earlier version to compare stages with" in first.stdout  # not "0 stage changes"
     # each command is a new process: the day before's state is still recognised as current
     assert "(incremental)" in second.stdout
+    assert "Caught up 2 days" in second.stdout
+    assert [cells(second.stdout, d)[1] for d in ("2026-10-30", "2026-10-31")] == ["incremental"] * 2
     assert "超级用户" in lifecycle.stdout and "Flows 2026-10-30" in lifecycle.stdout
     assert not_run.returncode == 1 and "Traceback" not in not_run.stderr
     # the error names the days that can be compared and the command that makes the missing one
-    assert "no tag version for 2026-10-01 (kept: 2026-10-30, 2026-10-31)" in not_run.stderr, not_run.stderr
+    assert "no tag version for 2026-10-01 (kept: 2026-10-29, 2026-10-30, 2026-10-31)" in not_run.stderr, not_run.stderr
     assert "run `bankgrowth insight run --as-of 2026-10-01`" in not_run.stderr
     assert "value tier" in grid.stdout and "unbound" in grid.stdout
     # the trend: a line per stage, its count on the first and the last day run
-    assert "Lifecycle trend 生命周期趋势, 2026-10-30 – 2026-10-31 (2 days run)" in trend.stdout, trend.stdout
+    assert "Lifecycle trend 生命周期趋势, 2026-10-29 – 2026-10-31 (3 days run)" in trend.stdout, trend.stdout
     for zh in ("超级用户", "流失预警", "未绑卡"):
         shown = cells(trend.stdout, zh)  # stage, 阶段, first day, last day, change, sparkline, min, max
         on_first, on_last = cells(first.stdout, zh)[2], cells(second.stdout, zh)[2]  # what each run printed
         assert shown[2:4] == [on_first, on_last], trend.stdout
         change = int(on_last.replace(",", "")) - int(on_first.replace(",", ""))
-        assert shown[4] == (f"{change:+,}" if change else "0") and len(shown[5]) == 2
-    # the run log, newest first: the incremental night, then the first, full for want of a day before
+        assert shown[4] == (f"{change:+,}" if change else "0") and len(shown[5]) == 3
+    # the run log, newest first: the incremental nights, then the first, full for want of a day before
     logged = [line for line in runs.stdout.splitlines() if line.startswith("│ 2026-")]
     assert [[cell.strip() for cell in line.split("│")[1:3]] for line in logged] == [
         ["2026-10-31", "incremental"],
-        ["2026-10-30", "full: no stored version of 2026-10-29"],
+        ["2026-10-30", "incremental"],
+        ["2026-10-29", "full: no stored version of 2026-10-28"],
     ], runs.stdout
     assert "preferred_institution" in listing.stdout and "coverage" in listing.stdout
     assert "26-35" in detail.stdout

@@ -268,17 +268,37 @@ def insight_run_cmd(
             "not loaded yet).",
         ),
     ] = False,
+    catch_up: Annotated[
+        bool,
+        typer.Option(
+            "--catch-up/--no-catch-up",
+            help="Also run each day without a run since the latest stored version, oldest first "
+            "(as far back as versions are kept).",
+        ),
+    ] = True,
 ) -> None:
-    """Compute tags, lifecycle stages and value scores for one day and store them as a version."""
+    """Compute tags, lifecycle stages and value scores for a day and store them as a version.
+
+    Days missed since the last run are run first, each from the day before, so that every day is
+    stored, counted in the trend and compared with the day before."""
     from bankgrowth.insight import service as insight_service
     from bankgrowth.warehouse.engine import statement_progress
 
     settings = _settings()
     with _warehouse(settings) as con, common.step_bar() as bar:
+        day = _day(as_of)
+        plan = insight_service.backlog(con, settings, as_of=day, beyond_data=beyond_data)
+        if not catch_up:
+            plan = plan.last_only()
         task = bar.add_task("insight run", total=100)
+        label = "insight run"
+
+        def on_day(i: int, n: int, d: date) -> None:
+            nonlocal label
+            label = f"insight run {d}" + (f" (day {i}/{n})" if n > 1 else "")
 
         def on_step(step: int, steps: int, what: str) -> None:
-            bar.update(task, description=f"insight run {step}/{steps}: {what}", completed=0)
+            bar.update(task, description=f"{label} {step}/{steps}: {what}", completed=0)
 
         watch = (
             statement_progress(con, lambda percent: bar.update(task, completed=percent))
@@ -286,10 +306,10 @@ def insight_run_cmd(
             else nullcontext()
         )
         with watch:
-            report = insight_service.run(
-                con, settings, as_of=_day(as_of), full=full, beyond_data=beyond_data, progress=on_step
+            reports = insight_service.catch_up(
+                con, settings, plan, full=full, beyond_data=beyond_data, progress=on_step, on_day=on_day
             )
-    render.insight_run(console, report)
+    render.insight_runs_done(console, plan, reports)
 
 
 @insight_app.command("runs")

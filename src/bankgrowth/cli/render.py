@@ -16,7 +16,16 @@ if TYPE_CHECKING:
     from bankgrowth.demo import DemoResult
     from bankgrowth.evaluation.campaigns import TrueEffect
     from bankgrowth.evaluation.lifecycle import Agreement
-    from bankgrowth.insight.service import CustomerView, LoggedRun, Matrix, RunReport, StageCount, TagStats, Trend
+    from bankgrowth.insight.service import (
+        Backlog,
+        CustomerView,
+        LoggedRun,
+        Matrix,
+        RunReport,
+        StageCount,
+        TagStats,
+        Trend,
+    )
     from bankgrowth.measurement.campaign import Cell, Results
     from bankgrowth.measurement.kpi import BankSummary
     from bankgrowth.warehouse.ingest import LoadReport
@@ -378,10 +387,44 @@ def insight_run(console: Console, report: RunReport) -> None:
             + ("the day before" if report.as_of - report.since == timedelta(days=1) else f"{report.since}")
         )
         + (f"; replaced versions {', '.join(map(str, report.replaced))}" if report.replaced else "")
+        + ("; `bankgrowth insight run` runs the later days again" if report.replaced[-1:] > [report.as_of] else "")
         + (f"; dropped versions {', '.join(map(str, report.pruned))}" if report.pruned else ""),
         highlight=False,
     )
     lifecycle(console, report.distribution)
+
+
+def insight_runs_done(console: Console, plan: Backlog, reports: list[RunReport]) -> None:
+    """What ``insight run`` did: one day as :func:`insight_run`; days caught up as a table of the
+    days, then the last day's distribution."""
+    if len(reports) > 1:
+        table = Table(title=f"Caught up {len(reports)} days 补跑", title_justify="left")
+        for col in ("as of", "run", "seconds", "written", "stage changes"):
+            numeric = col in ("seconds", "written", "stage changes")
+            table.add_column(col, justify="right" if numeric else "left", no_wrap=col != "run")
+        for r in reports:
+            changes = "—" if r.transitions is None or r.since is None else _n(r.transitions)
+            if r.since is not None and r.as_of - r.since != timedelta(days=1):
+                changes += f" since {r.since}"
+            table.add_row(
+                str(r.as_of), r.mode + (f": {r.reason}" if r.reason else ""), f"{r.seconds:.1f}", _n(r.changed), changes
+            )
+        tables.show(console, table)
+    insight_run(console, reports[-1])
+    if plan.skipped:
+        console.print(
+            f"not run: {len(plan.skipped)} day(s), {plan.skipped[0]} to {plan.skipped[-1]} ({plan.why_skipped}); "
+            "the trend shows them as gaps",
+            highlight=False,
+        )
+    if plan.quiet:
+        shown = ", ".join(str(d) for d in plan.quiet[:5]) + (", …" if len(plan.quiet) > 5 else "")
+        console.print(
+            f"[yellow]no transaction at all on {shown}[/]: if the data was not loaded, load it, run "
+            f"`bankgrowth insight run --as-of {plan.quiet[0]}` (which replaces the days after it), "
+            "then `bankgrowth insight run` to catch them up again",
+            highlight=False,
+        )
 
 
 def run_history(console: Console, runs: list[LoggedRun], tz: tzinfo) -> None:

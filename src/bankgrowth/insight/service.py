@@ -21,11 +21,11 @@ from bankgrowth.insight import imported, store
 from bankgrowth.insight.compute import COUNTING, build_base
 from bankgrowth.insight.incremental import build_incremental, scratch_tables
 from bankgrowth.insight.lifecycle import STAGE_CODES, STAGES, Thresholds
-from bankgrowth.insight.tags import BUILTIN_TAGS, Agg, Tag
+from bankgrowth.insight.tags import BUILTIN_TAGS, Agg, Tag, end_of_day
 from bankgrowth.insight.value import VALUE_TIERS
 from bankgrowth.platform.access import Scope
 from bankgrowth.platform.privacy import mask_row
-from bankgrowth.warehouse.timeutil import last_data_day
+from bankgrowth.warehouse.timeutil import last_data_day, local_date
 
 if TYPE_CHECKING:
     from ibis.backends import BaseBackend
@@ -150,6 +150,25 @@ INCREMENTAL_STEPS = (
 )
 
 
+def _run_day(con: BaseBackend, settings: Settings, as_of: date | None, beyond_data: bool) -> date:
+    """The day a run is for: ``as_of``, by default the last day with transactions. A day after
+    that is refused unless ``beyond_data``."""
+    last = last_data_day(con, settings.timezone)
+    day = as_of or last
+    if day is None or last is None:
+        raise LookupError("the warehouse has no transactions yet; load data first")
+    if day > last and not beyond_data:
+        cutoff = day - timedelta(days=settings.tag_retention_days - 1)
+        lost = [kept for kept in store.versions(con) if kept < cutoff]
+        raise ValueError(
+            f"the last transactions are of {last}: a run for {day} would see no customer transact in the "
+            f"{(day - last).days} day(s) after it"
+            + (f", and would drop {len(lost)} kept version(s), {lost[0]} to {lost[-1]}" if lost else "")
+            + "; load that data first, or run it anyway with --beyond-data"
+        )
+    return day
+
+
 def run(
     con: BaseBackend,
     settings: Settings,
@@ -172,19 +191,7 @@ def run(
     (a mistyped year would do both), when most likely the day's data has not been loaded yet.
     """
     started = time.perf_counter()
-    last = last_data_day(con, settings.timezone)
-    day = as_of or last
-    if day is None or last is None:
-        raise LookupError("the warehouse has no transactions yet; load data first")
-    if day > last and not beyond_data:
-        cutoff = day - timedelta(days=settings.tag_retention_days - 1)
-        lost = [kept for kept in store.versions(con) if kept < cutoff]
-        raise ValueError(
-            f"the last transactions are of {last}: a run for {day} would see no customer transact in the "
-            f"{(day - last).days} day(s) after it"
-            + (f", and would drop {len(lost)} kept version(s), {lost[0]} to {lost[-1]}" if lost else "")
-            + "; load that data first, or run it anyway with --beyond-data"
-        )
+    day = _run_day(con, settings, as_of, beyond_data)
     th = Thresholds.from_settings(settings)
     fingerprint = _fingerprint(settings, tags)
     reason = "asked for (--full)" if full else _incremental_blocker(con, day, fingerprint, settings.timezone)
@@ -255,6 +262,83 @@ def run(
         replaced,
         since,
     )
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """The days a run to a day goes through: every day after the latest stored version, so that
+    each is stored, counted and compared with the day before, and each moves the day before's
+    state instead of recomputing all history."""
+
+    days: list[date]  # the days to run, oldest first; the last is the day asked for
+    skipped: list[date]  # days after the latest version left out: further back than versions are kept
+    quiet: list[date]  # days to run, before the last, with no transaction at all (not loaded yet?)
+    why_skipped: str = ""
+
+    def last_only(self) -> Backlog:
+        """Only the day asked for; the days before it are left out."""
+        return Backlog(self.days[-1:], self.skipped + self.days[:-1], [], "not caught up, as asked")
+
+
+def backlog(con: BaseBackend, settings: Settings, *, as_of: date | None = None, beyond_data: bool = False) -> Backlog:
+    """What :func:`catch_up` runs to reach ``as_of`` (by default the last day with transactions).
+
+    Only the day itself when no version is stored yet or one is stored from that day on (the run
+    replaces those). Days without a run are caught up only as far back as versions are kept
+    (``tag_retention_days``): an earlier day's version would be dropped by the same run; the
+    trend lists the days left out as gaps, and the first day run compares its stages with the
+    latest version.
+    """
+    day = _run_day(con, settings, as_of, beyond_data)
+    latest = store.latest(con)
+    if latest is None or latest >= day - timedelta(days=1):
+        return Backlog([day], [], [])
+    missing = [latest + timedelta(days=k) for k in range(1, (day - latest).days + 1)]
+    keep = settings.tag_retention_days
+    days, skipped = missing[-keep:], missing[:-keep]
+    why = f"further back than the {keep} days versions are kept" if skipped else ""
+    return Backlog(days, skipped, _quiet_days(con, days[:-1], settings.timezone), why)
+
+
+def _quiet_days(con: BaseBackend, days: list[date], timezone: str) -> list[date]:
+    """Which of ``days`` (consecutive) have no transaction: a bank's card payments stop for no
+    day, so such a day most likely has not been loaded."""
+    if not days:
+        return []
+    t = con.table("transactions")
+    start = ibis.literal(end_of_day(days[0] - timedelta(days=1), timezone), type="timestamp('UTC')")
+    end = ibis.literal(end_of_day(days[-1], timezone), type="timestamp('UTC')")
+    seen = t.filter(t.txn_at >= start, t.txn_at < end).select(day=local_date(t.txn_at, timezone)).distinct()
+    found = set(seen.day.to_pyarrow().to_pylist())
+    return [d for d in days if d not in found]
+
+
+def catch_up(
+    con: BaseBackend,
+    settings: Settings,
+    plan: Backlog,
+    *,
+    full: bool = False,
+    beyond_data: bool = False,
+    tags: tuple[Tag, ...] = BUILTIN_TAGS,
+    progress: StepFn | None = None,
+    on_day: Callable[[int, int, date], None] | None = None,
+) -> list[RunReport]:
+    """Run each day of ``plan`` in turn (see :func:`backlog`); the reports, oldest first.
+
+    Each day is incremental from the one before, except when :func:`run` finds it cannot be; with
+    ``full`` the first day is recomputed from all history and the later ones move from it, which
+    is identical. ``on_day`` is told as each day begins (its number, how many, the day).
+    A day that fails stops the catch-up; the days before it stay stored.
+    """
+    reports = []
+    for i, day in enumerate(plan.days):
+        if on_day is not None:
+            on_day(i + 1, len(plan.days), day)
+        reports.append(
+            run(con, settings, as_of=day, full=full and i == 0, beyond_data=beyond_data, tags=tags, progress=progress)
+        )
+    return reports
 
 
 @dataclass(frozen=True)

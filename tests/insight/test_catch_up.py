@@ -1,0 +1,95 @@
+"""Catching up days without a run: each is run from the day before, stored, counted and compared."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from bankgrowth.config import Settings
+from bankgrowth.insight import service, store
+from bankgrowth.insight.compute import build_tags
+from tests.conftest import warehouse_copy
+
+FIRST = date(2026, 10, 26)  # the day run before the nights missed
+LAST = date(2026, 10, 31)  # the small bank's last day with transactions
+
+
+@pytest.fixture
+def behind(loaded_bank: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """The small bank, run on 2026-10-26 and not since."""
+    with warehouse_copy(loaded_bank, tmp_path) as (con, settings):
+        service.run(con, settings, as_of=FIRST)
+        yield con, settings
+
+
+def _days(start: date, end: date) -> list[date]:
+    return [start + timedelta(days=k) for k in range((end - start).days + 1)]
+
+
+def test_each_missed_day_is_run_from_the_one_before_and_the_last_equals_a_full_run(behind) -> None:  # type: ignore[no-untyped-def]
+    con, settings = behind
+    # when
+    plan = service.backlog(con, settings)
+    reports = service.catch_up(con, settings, plan)
+    # then: every day after the last run, oldest first, each incremental from the day before
+    assert plan.days == _days(FIRST + timedelta(days=1), LAST)
+    assert (plan.skipped, plan.quiet) == ([], [])
+    assert [(r.as_of, r.mode, r.since) for r in reports] == [
+        (d, "incremental", d - timedelta(days=1)) for d in plan.days
+    ]
+    assert store.versions(con) == _days(FIRST, LAST)
+    expected = build_tags(con, LAST).order_by("customer_id").to_pyarrow()
+    assert store.tags_table(con, LAST).order_by("customer_id").to_pyarrow().equals(expected)
+    # every day is counted and compared with the day before: no gap in the trend
+    trend = service.lifecycle_trend(con, end=LAST, days=6)
+    assert (trend.days, trend.gaps) == (_days(FIRST, LAST), [])
+    logged = service.run_history(con)
+    assert [(h.as_of, h.transitions) for h in logged[:5]] == [(r.as_of, r.transitions) for r in reversed(reports)]
+
+
+def test_nothing_to_catch_up_runs_the_day_alone(behind) -> None:  # type: ignore[no-untyped-def]
+    con, settings = behind
+    # the night after the last run, the same day again, an earlier day
+    for day in (FIRST + timedelta(days=1), FIRST, FIRST - timedelta(days=3)):
+        assert service.backlog(con, settings, as_of=day) == service.Backlog([day], [], [])
+    # asked not to catch up: the days between are left out and said so
+    only = service.backlog(con, settings).last_only()
+    assert (only.days, only.skipped) == ([LAST], _days(FIRST + timedelta(days=1), LAST - timedelta(days=1)))
+    assert only.why_skipped == "not caught up, as asked"
+
+
+def test_days_further_back_than_versions_are_kept_are_left_out(behind, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    con, _ = behind
+    settings = Settings(data_dir=tmp_path, tag_retention_days=3)
+    # when
+    plan = service.backlog(con, settings)
+    reports = service.catch_up(con, settings, plan)
+    # then: the last three days run; the first has no day before it and compares with 10-26
+    assert plan.days == _days(LAST - timedelta(days=2), LAST)
+    assert plan.skipped == [date(2026, 10, 27), date(2026, 10, 28)]
+    assert plan.why_skipped == "further back than the 3 days versions are kept"
+    assert [r.mode for r in reports] == ["full", "incremental", "incremental"]
+    assert reports[0].reason == "no stored version of 2026-10-28" and reports[0].since == FIRST
+    assert service.lifecycle_trend(con, end=LAST, days=6).gaps == plan.skipped
+
+
+def test_a_day_without_any_transaction_is_reported(behind) -> None:  # type: ignore[no-untyped-def]
+    con, settings = behind
+    # given: 2026-10-28's transactions are missing, as when its file was not loaded
+    tz = ZoneInfo(settings.timezone)
+    start = datetime.combine(date(2026, 10, 28), time(), tz)
+    t = con.table("transactions")
+    on_day = t.filter(t.txn_at >= start, t.txn_at < start + timedelta(days=1)).count().to_pyarrow().as_py()
+    assert on_day > 0
+    con.raw_sql(
+        f"DELETE FROM transactions WHERE txn_at >= TIMESTAMPTZ '{start.isoformat()}' "
+        f"AND txn_at < TIMESTAMPTZ '{(start + timedelta(days=1)).isoformat()}'"
+    )
+    # when
+    plan = service.backlog(con, settings)
+    # then: the day is still run (a day may be quiet), and named
+    assert plan.quiet == [date(2026, 10, 28)]
+    assert date(2026, 10, 28) in plan.days
