@@ -6,11 +6,13 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pyarrow as pa
 import pytest
 
 from bankgrowth.config import Settings
 from bankgrowth.insight import service, store
 from bankgrowth.insight.compute import build_tags
+from bankgrowth.warehouse.engine import append_arrow
 from tests.conftest import warehouse_copy
 
 FIRST = date(2026, 10, 26)  # the day run before the nights missed
@@ -93,3 +95,38 @@ def test_a_day_without_any_transaction_is_reported(behind) -> None:  # type: ign
     # then: the day is still run (a day may be quiet), and named
     assert plan.quiet == [date(2026, 10, 28)]
     assert date(2026, 10, 28) in plan.days
+
+
+def _late_transaction(con, day: date, tz: ZoneInfo, txn_id: int) -> None:  # type: ignore[no-untyped-def]
+    """A copy of one transaction, at noon of ``day``, loaded now."""
+    row = con.table("transactions").order_by("txn_id").limit(1).to_pyarrow()
+    row = row.set_column(0, "txn_id", pa.array([txn_id], pa.int64()))
+    at = row.column_names.index("txn_at")
+    row = row.set_column(at, "txn_at", pa.array([datetime.combine(day, time(12), tz)], row.schema.field(at).type))
+    append_arrow(con, "transactions", row)
+
+
+def test_data_that_arrives_late_names_the_versions_it_makes_stale(behind) -> None:  # type: ignore[no-untyped-def]
+    con, settings = behind
+    tz = ZoneInfo(settings.timezone)
+    service.catch_up(con, settings, service.backlog(con, settings, as_of=date(2026, 10, 29)))
+    # given: a transaction of 10-27 arrives after 10-27, 10-28 and 10-29 were run
+    _late_transaction(con, date(2026, 10, 27), tz, 10**12)
+    # when
+    late = service.run(con, settings, as_of=date(2026, 10, 30))
+    # then: the run is full, and the versions from 10-27 on were computed without it
+    assert late.mode == "full" and "arrived after the last run (transactions)" in late.reason
+    assert late.stale_from == date(2026, 10, 27)
+    # restating them as the report says: the day, then the days after, each equal to a full run
+    service.run(con, settings, as_of=date(2026, 10, 27))
+    restated = service.catch_up(con, settings, service.backlog(con, settings, as_of=date(2026, 10, 30)))
+    assert [(r.as_of, r.mode, r.stale_from) for r in restated] == [
+        (date(2026, 10, 28), "incremental", None),
+        (date(2026, 10, 29), "incremental", None),
+        (date(2026, 10, 30), "incremental", None),
+    ]
+    expected = build_tags(con, date(2026, 10, 30)).order_by("customer_id").to_pyarrow()
+    assert store.tags_table(con, date(2026, 10, 30)).order_by("customer_id").to_pyarrow().equals(expected)
+    # only the day before: the one version
+    _late_transaction(con, date(2026, 10, 30), tz, 10**12 + 1)
+    assert service.run(con, settings, as_of=date(2026, 10, 31)).stale_from == date(2026, 10, 30)

@@ -391,7 +391,22 @@ def insight_run(console: Console, report: RunReport) -> None:
         + (f"; dropped versions {', '.join(map(str, report.pruned))}" if report.pruned else ""),
         highlight=False,
     )
+    _stale(console, report)
     lifecycle(console, report.distribution)
+
+
+def _stale(console: Console, report: RunReport) -> None:
+    """Which stored versions data that arrived late makes stale, and how to restate them."""
+    if report.stale_from is None:
+        return
+    before = report.as_of - timedelta(days=1)
+    span = str(before) if report.stale_from == before else f"{report.stale_from} to {before}"
+    console.print(
+        f"[yellow]the stored versions of {span} were computed before some of their data arrived[/]: "
+        f"`bankgrowth insight run --as-of {report.stale_from}` restates them, "
+        "then `bankgrowth insight run` catches up the days after",
+        highlight=False,
+    )
 
 
 def insight_runs_done(console: Console, plan: Backlog, reports: list[RunReport]) -> None:
@@ -410,6 +425,8 @@ def insight_runs_done(console: Console, plan: Backlog, reports: list[RunReport])
                 str(r.as_of), r.mode + (f": {r.reason}" if r.reason else ""), f"{r.seconds:.1f}", _n(r.changed), changes
             )
         tables.show(console, table)
+        for r in reports[:-1]:
+            _stale(console, r)
     insight_run(console, reports[-1])
     if plan.skipped:
         console.print(

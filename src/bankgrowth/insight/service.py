@@ -78,6 +78,9 @@ class RunReport:
     changed: int = 0  # customers whose stored row was (re)written
     replaced: list[date] = field(default_factory=list)  # versions from as_of on, run again
     since: date | None = None  # the version the stages were compared with: the day before, unless days were skipped
+    # data of earlier days arrived after they were run: the versions from this day to the day
+    # before were computed without some of it (``insight run --as-of`` this day restates them)
+    stale_from: date | None = None
 
 
 @dataclass(frozen=True)
@@ -112,27 +115,50 @@ def _fingerprint(settings: Settings, tags: tuple[Tag, ...]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _incremental_blocker(con: BaseBackend, day: date, fingerprint: str, timezone: str) -> str:
-    """Why ``day`` cannot be computed incrementally, or "" if it can."""
+def _incremental_blocker(con: BaseBackend, day: date, fingerprint: str, timezone: str) -> tuple[str, date | None]:
+    """Why ``day`` cannot be computed incrementally ("" if it can); and when data arrived late,
+    the first stored version computed without some of it."""
     previous = day - timedelta(days=1)
     tables = con.list_tables()
     if previous not in store.versions(con):
-        return f"no stored version of {previous}"
+        return f"no stored version of {previous}", None
     if store.STATE not in tables:
-        return "no window-count state yet"
+        return "no window-count state yet", None
     state_day = store.state_day(con)
     if state_day != previous:
-        return f"the window-count state is as of {state_day or 'an unfinished run'}, not {previous}"
+        return f"the window-count state is as of {state_day or 'an unfinished run'}, not {previous}", None
     logged = store.logged_run(con, previous)
     if logged is None:
-        return f"the run of {previous} left no log entry"
+        return f"the run of {previous} left no log entry", None
     if logged["fingerprint"] != fingerprint:
-        return "tag definitions, thresholds or timezone changed since the last run"
-    now = store.source_counts(con, previous, timezone)
-    late = [k for k, v in now.items() if logged.get(k) != v]
+        return "tag definitions, thresholds or timezone changed since the last run", None
+    late = _late_sources(con, previous, logged, timezone)
     if late:
-        return f"data before {day} arrived after the last run ({', '.join(late)})"
-    return ""
+        return f"data before {day} arrived after the last run ({', '.join(late)})", _stale_from(con, previous, timezone)
+    return "", None
+
+
+def _late_sources(con: BaseBackend, day: date, logged: dict[str, Any], timezone: str) -> list[str]:
+    """The sources whose rows up to the end of ``day`` are not those its logged run saw."""
+    now = store.source_counts(con, day, timezone)
+    return [k for k, v in now.items() if logged.get(k) != v]
+
+
+def _stale_from(con: BaseBackend, stale: date, timezone: str) -> date:
+    """The first stored version computed before some data of its days arrived, ``stale`` being
+    one. Rows only arrive, so a version is stale when any earlier one is: a binary search over
+    the kept versions finds the first in a few counts. A version whose run left no log entry
+    counts as current."""
+    kept = [d for d in store.versions(con) if d < stale]
+    lo, hi = 0, len(kept)  # kept[hi:] are stale
+    while lo < hi:
+        mid = (lo + hi) // 2
+        logged = store.logged_run(con, kept[mid])
+        if logged is not None and _late_sources(con, kept[mid], logged, timezone):
+            hi = mid
+        else:
+            lo = mid + 1
+    return kept[hi] if hi < len(kept) else stale
 
 
 SCRATCH = "_tags_work"  # a run's intermediate tables: this, _ and its day, then a suffix
@@ -194,7 +220,9 @@ def run(
     day = _run_day(con, settings, as_of, beyond_data)
     th = Thresholds.from_settings(settings)
     fingerprint = _fingerprint(settings, tags)
-    reason = "asked for (--full)" if full else _incremental_blocker(con, day, fingerprint, settings.timezone)
+    reason, stale_from = _incremental_blocker(con, day, fingerprint, settings.timezone)
+    if full:
+        reason = "asked for (--full)"
     scratch = f"{SCRATCH}_{day:%Y%m%d}"
     for name in scratch_tables(con, SCRATCH):  # left by a run that was killed
         con.drop_table(name, force=True)
@@ -261,6 +289,7 @@ def run(
         changed,
         replaced,
         since,
+        stale_from,
     )
 
 
