@@ -100,9 +100,11 @@ def test_demo_prints_the_bank_summary(tmp_path: Path) -> None:
         "vouchers redeemed",
     ):
         assert words in result.stdout
-    # the stages before and after the campaigns: the day run before launch and the day after the 14
-    assert "Lifecycle trend 生命周期趋势, 2026-10-31 – 2026-11-14 (2 days run)" in result.stdout, result.stdout
-    assert "not run: 13 day(s)" in result.stdout
+    # the stages day by day, from the day run before launch through the 14 days of the campaigns,
+    # each night run
+    assert "Lifecycle trend 生命周期趋势, 2026-10-31 – 2026-11-14 (15 days run)" in result.stdout, result.stdout
+    assert "not run:" not in result.stdout
+    assert "nightly insight runs of the 14 days" in result.stderr  # the steps, beside the progress bars
     # the demo starts each run from a fresh bank: the advance of the first run is not carried over
     assert rerun.returncode == 0, rerun.stderr
     assert "generated" in rerun.stdout and "demo.activation:" in rerun.stdout

@@ -236,6 +236,9 @@ def demo_cmd(
         def execute_progress(self, code: str) -> Callable[[int, int], None]:
             return _advance(self.progress, self.progress.add_task(f"executing {code}", total=None))
 
+        def insight_progress(self) -> Callable[[int, int], None]:
+            return _advance(self.progress, self.progress.add_task("nightly insight runs", total=None))
+
         def step(self, text: str) -> None:
             self.progress.console.print(f"· {text}", highlight=False)
 
