@@ -387,7 +387,11 @@ def insight_run(console: Console, report: RunReport) -> None:
             + ("the day before" if report.as_of - report.since == timedelta(days=1) else f"{report.since}")
         )
         + (f"; replaced versions {', '.join(map(str, report.replaced))}" if report.replaced else "")
-        + ("; `bankgrowth insight run` runs the later days again" if report.replaced[-1:] > [report.as_of] else "")
+        + (
+            "; `bankgrowth insight run` runs the later days again"
+            if any(d > report.as_of for d in report.replaced)
+            else ""
+        )
         + (f"; dropped versions {', '.join(map(str, report.pruned))}" if report.pruned else ""),
         highlight=False,
     )

@@ -295,9 +295,9 @@ def run(
 
 @dataclass(frozen=True)
 class Backlog:
-    """The days a run to a day goes through: every day after the latest stored version, so that
-    each is stored, counted and compared with the day before, and each moves the day before's
-    state instead of recomputing all history."""
+    """The days ``insight run`` runs to reach a day: every day after the latest stored version, so
+    that each is stored, counted and compared with the day before, and each moves the day
+    before's state instead of recomputing all history."""
 
     days: list[date]  # the days to run, oldest first; the last is the day asked for
     skipped: list[date]  # days after the latest version left out: further back than versions are kept
