@@ -117,6 +117,15 @@ def test_data_that_arrives_late_names_the_versions_it_makes_stale(behind) -> Non
     # then: the run is full, and the versions from 10-27 on were computed without it
     assert late.mode == "full" and "arrived after the last run (transactions)" in late.reason
     assert late.stale_from == date(2026, 10, 27)
+    # the run log marks those versions stale, until they are restated
+    versions = {h.as_of: h.version for h in service.run_history(con)}
+    assert versions == {
+        date(2026, 10, 26): "kept",
+        date(2026, 10, 27): "stale",
+        date(2026, 10, 28): "stale",
+        date(2026, 10, 29): "stale",
+        date(2026, 10, 30): "kept",
+    }
     # restating them as the report says: the day, then the days after, each equal to a full run
     service.run(con, settings, as_of=date(2026, 10, 27))
     restated = service.catch_up(con, settings, service.backlog(con, settings, as_of=date(2026, 10, 30)))
@@ -127,6 +136,22 @@ def test_data_that_arrives_late_names_the_versions_it_makes_stale(behind) -> Non
     ]
     expected = build_tags(con, date(2026, 10, 30)).order_by("customer_id").to_pyarrow()
     assert store.tags_table(con, date(2026, 10, 30)).order_by("customer_id").to_pyarrow().equals(expected)
+    assert {h.version for h in service.run_history(con)[:4]} == {"kept"}  # 10-27 and the three caught up
     # only the day before: the one version
     _late_transaction(con, date(2026, 10, 30), tz, 10**12 + 1)
     assert service.run(con, settings, as_of=date(2026, 10, 31)).stale_from == date(2026, 10, 30)
+
+
+def test_a_run_log_from_before_stale_versions_were_traced_is_read_and_extended(behind) -> None:  # type: ignore[no-untyped-def]
+    con, settings = behind
+    con.raw_sql(f"ALTER TABLE {store.RUNS} DROP COLUMN stale_from")
+    # when
+    before = service.run_history(con)
+    service.run(con, settings, as_of=FIRST + timedelta(days=1))
+    # then
+    assert [(h.as_of, h.version) for h in before] == [(FIRST, "kept")]
+    assert "stale_from" in con.table(store.RUNS).columns
+    assert [(h.as_of, h.version) for h in service.run_history(con)] == [
+        (FIRST + timedelta(days=1), "kept"),
+        (FIRST, "kept"),
+    ]

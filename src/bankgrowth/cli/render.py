@@ -467,10 +467,17 @@ def run_history(console: Console, runs: list[LoggedRun], tz: tzinfo) -> None:
             "—" if r.customers is None else _n(r.customers),
             "—" if r.changed is None else _n(r.changed),
             changes,
-            r.version,
+            "[yellow]stale[/]" if r.version == "stale" else r.version,
             r.ran_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
         )
     tables.show(console, table)
+    stale = sorted(r.as_of for r in runs if r.version == "stale")
+    if stale:
+        console.print(
+            f"stale: data of their days arrived after they were run; `bankgrowth insight run --as-of {stale[0]}` "
+            "restates them, then `bankgrowth insight run` catches up the days after",
+            highlight=False,
+        )
 
 
 def lifecycle(console: Console, dist: list[StageCount]) -> None:

@@ -44,11 +44,12 @@ class InsightRunRead(BaseModel):
     seconds: float
     ran_at: datetime
     version: str = Field(
-        description="kept: its version is stored; replaced: that day or an earlier one was run again "
+        description="kept: its version is stored; stale: stored, but data of its days arrived after it "
+        "was run (restate with a run of its day); replaced: that day or an earlier one was run again "
         "later; dropped: past retention"
     )
     customers: int | None = Field(description="customers in the version")
-    changed: int | None = Field(description="customers whose stored row the run wrote (kept versions)")
+    changed: int | None = Field(description="customers whose stored row the run wrote (stored versions)")
     transitions: int | None = Field(
         description="stage changes the run logged; null when replaced or with no earlier version to compare"
     )

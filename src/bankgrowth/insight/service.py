@@ -273,7 +273,7 @@ def run(
             mode = "full" if reason else "incremental"
             seconds = time.perf_counter() - started
             counts = store.source_counts(con, day, settings.timezone)
-            store.log_run(con, day, mode, reason, fingerprint, seconds, counts)
+            store.log_run(con, day, mode, reason, fingerprint, seconds, counts, stale_from)
     finally:
         for name in [scratch, *scratch_tables(con, scratch)]:
             con.drop_table(name, force=True)
@@ -379,7 +379,8 @@ class LoggedRun:
     reason: str  # why it was a full run ("" for an incremental one)
     seconds: float
     ran_at: datetime
-    # "kept": its version is stored; "replaced": that day, or an earlier one, was run again later
+    # "kept": its version is stored; "stale": stored, but data of its days arrived after it was
+    # run (a later run found it); "replaced": that day, or an earlier one, was run again later
     # (a run replaces the versions from its day on); "dropped": no longer stored (past retention)
     version: str
     customers: int | None  # customers in the version; None outside HQ (a bank-wide figure)
@@ -394,8 +395,10 @@ def run_history(con: BaseBackend, *, limit: int = 30, scope: Scope | None = None
     if store.RUNS not in con.list_tables():
         return []
     runs = con.table(store.RUNS)
+    if "stale_from" not in runs.columns:  # a log from before late data was traced
+        runs = runs.mutate(stale_from=ibis.null("date"))
     logged = (
-        runs.select("as_of", "mode", "reason", "seconds", "ran_at", "customers")
+        runs.select("as_of", "mode", "reason", "seconds", "ran_at", "customers", "stale_from")
         .order_by([ibis.desc("ran_at"), ibis.desc("as_of")])
         .limit(limit)
         .to_pyarrow()
@@ -418,11 +421,16 @@ def run_history(con: BaseBackend, *, limit: int = 30, scope: Scope | None = None
     bank_wide = scope is None or scope.is_root
     out: list[LoggedRun] = []
     rerun_from: date | None = None  # the earliest day run after the entry being read
+    stale: list[tuple[date, date]] = []  # (first, last) days later runs found computed without late data
     for r in logged:
         day = r["as_of"]
         replaced = rerun_from is not None and rerun_from <= day
         rerun_from = day if rerun_from is None else min(rerun_from, day)
         version = "replaced" if replaced else "kept" if day in kept else "dropped"
+        if version == "kept" and any(first <= day <= last for first, last in stale):
+            version = "stale"
+        if r["stale_from"] is not None:
+            stale.append((r["stale_from"], day - timedelta(days=1)))
         compared = any(f["as_of"] < day and f["first"] < r["ran_at"] for f in firsts)
         n, since = (None, None) if replaced else changes.get(day, (0 if compared else None, None))
         out.append(
@@ -434,7 +442,7 @@ def run_history(con: BaseBackend, *, limit: int = 30, scope: Scope | None = None
                 r["ran_at"],
                 version,
                 int(r["customers"]) if bank_wide else None,
-                kept.get(day) if bank_wide and version == "kept" else None,
+                kept.get(day) if bank_wide and version in ("kept", "stale") else None,
                 n if bank_wide else None,
                 since,
             )

@@ -85,6 +85,9 @@ RUNS_SCHEMA = ibis.schema(
         "unbindings": "int64",
         "customers": "int64",
         "ran_at": "timestamp('UTC')",
+        # data of earlier days had arrived since they were run: the versions from this day to the
+        # day before this run's were computed without it (null: none)
+        "stale_from": "date",
     }
 )
 TRANSITIONS_SCHEMA = ibis.schema(
@@ -439,12 +442,16 @@ def log_run(
     fingerprint: str,
     seconds: float,
     counts: dict[str, int],
+    stale_from: date | None = None,
 ) -> None:
     if RUNS not in con.list_tables():
         con.create_table(RUNS, schema=RUNS_SCHEMA)
+    elif "stale_from" not in con.table(RUNS).columns:  # a log from before late data was traced
+        _sql(con, f"ALTER TABLE {RUNS} ADD COLUMN stale_from DATE")
     row = {"as_of": as_of, "mode": mode, "reason": reason, "fingerprint": fingerprint, "seconds": seconds}
     row |= counts
     row["ran_at"] = datetime.now(UTC)
+    row["stale_from"] = stale_from
     con.insert(RUNS, ibis.memtable([row], schema=RUNS_SCHEMA))
 
 
