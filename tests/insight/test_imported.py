@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from bankgrowth.errors import Invalid
 from bankgrowth.insight import imported, service, store
-from bankgrowth.warehouse import engine
+from tests.conftest import warehouse_copy
 
 
 @pytest.fixture
 def con(insight_bank: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
-    path = tmp_path / "w.duckdb"
-    shutil.copy(insight_bank, path)
-    c = engine.connect(f"duckdb:///{path}")
-    yield c
-    c.disconnect()
+    with warehouse_copy(insight_bank, tmp_path) as (c, _):
+        yield c
 
 
 def _values(con, name: str) -> dict[int, object]:  # type: ignore[no-untyped-def]

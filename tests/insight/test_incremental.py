@@ -317,10 +317,7 @@ def test_the_default_day_is_the_business_day_of_the_last_transaction(loaded_bank
 
     # given: the bank's data ends on 2026-10-31; one more transaction at 00:30 on 2026-11-01 in
     # Shanghai, which is still 2026-10-31 in UTC
-    path = tmp_path / "w.duckdb"
-    shutil.copy(loaded_bank, path)
-    con = engine.connect(f"duckdb:///{path}")
-    try:
+    with warehouse_copy(loaded_bank, tmp_path) as (con, _):
         before = last_data_day(con, "Asia/Shanghai")
         late = con.table("transactions").order_by("txn_id").limit(1).to_pyarrow()
         late = late.set_column(0, "txn_id", pa.array([10**12], pa.int64()))
@@ -331,8 +328,6 @@ def test_the_default_day_is_the_business_day_of_the_last_transaction(loaded_bank
         append_arrow(con, "transactions", late)
         # when
         after = last_data_day(con, "Asia/Shanghai")
-    finally:
-        con.disconnect()
     # then: the business day, not the UTC one
     assert (before, after) == (date(2026, 10, 31), date(2026, 11, 1))
 

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
 from datetime import date
 
-from bankgrowth.config import Settings
 from bankgrowth.evaluation.lifecycle import lifecycle_agreement
 from bankgrowth.insight import service
-from bankgrowth.warehouse import engine
+from tests.conftest import warehouse_copy
 
 
 def test_stages_agree_with_the_truth(small_bank, loaded_bank, tmp_path) -> None:
     # given
-    path = tmp_path / "w.duckdb"
-    shutil.copy(loaded_bank, path)
-    con = engine.connect(f"duckdb:///{path}")
-    service.run(con, Settings(data_dir=tmp_path), as_of=date(2026, 10, 31))
-    # when
-    agreement = lifecycle_agreement(con, small_bank.truth_dir / "customer_truth.parquet")
-    con.disconnect()
+    with warehouse_copy(loaded_bank, tmp_path) as (con, settings):
+        service.run(con, settings, as_of=date(2026, 10, 31))
+        # when
+        agreement = lifecycle_agreement(con, small_bank.truth_dir / "customer_truth.parquet")
     # then: exact where the data is conclusive, high overall
     rates = {r.truth_state: r.rate for r in agreement.rows}
     assert rates["never_bound"] == rates["never_active"] == rates["removed every binding"] == 1.0

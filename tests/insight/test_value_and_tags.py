@@ -222,15 +222,7 @@ def test_a_tag_added_later_becomes_a_column_and_older_versions_still_read(loaded
 def test_a_history_from_before_the_current_table_reads_the_same_and_is_split_by_the_next_run(
     loaded_bank, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
-    import shutil
-
-    from bankgrowth.config import Settings
-
-    path = tmp_path / "w.duckdb"
-    shutil.copy(loaded_bank, path)
-    con = engine.connect(f"duckdb:///{path}")
-    settings = Settings(data_dir=tmp_path)
-    try:
+    with warehouse_copy(loaded_bank, tmp_path) as (con, settings):
         days = [date(2026, 10, 30), date(2026, 10, 31)]
         for day in days:
             service.run(con, settings, as_of=day)
@@ -253,5 +245,3 @@ def test_a_history_from_before_the_current_table_reads_the_same_and_is_split_by_
         assert h.filter(h.valid_to.isnull()).count().to_pyarrow().as_py() == 0
         assert {d: _version(con, d) for d in days} == before
         assert _version(con, report.as_of).num_rows == report.customers
-    finally:
-        con.disconnect()
