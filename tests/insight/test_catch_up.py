@@ -155,3 +155,35 @@ def test_a_run_log_from_before_stale_versions_were_traced_is_read_and_extended(b
         (FIRST + timedelta(days=1), "kept"),
         (FIRST, "kept"),
     ]
+
+
+def test_a_day_that_fails_stops_the_catch_up_and_the_command_says_what_was_stored(
+    loaded_bank: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from bankgrowth.cli.main import app
+
+    # given: the bank run on 10-26, and a run of 10-29 that fails (as a full disk would)
+    with warehouse_copy(loaded_bank, tmp_path) as (con, settings):
+        service.run(con, settings, as_of=FIRST)
+    (tmp_path / "w.duckdb").rename(tmp_path / "warehouse.duckdb")
+    monkeypatch.setenv("BANKGROWTH_DATA_DIR", str(tmp_path))
+    real_run = service.run
+
+    def failing(con, settings, *, as_of, **kwargs):  # type: ignore[no-untyped-def]
+        if as_of == date(2026, 10, 29):
+            raise OSError("No space left on device")
+        return real_run(con, settings, as_of=as_of, **kwargs)
+
+    monkeypatch.setattr(service, "run", failing)
+    # when
+    result = CliRunner().invoke(app, ["insight", "run"])
+    # then: the error, which days were stored before it, and where the next run starts
+    assert isinstance(result.exception, OSError)
+    assert "stored before the failure: 2026-10-27 to 2026-10-28" in result.stderr
+    assert "`bankgrowth insight run` continues from 2026-10-29" in result.stderr
+    monkeypatch.setattr(service, "run", real_run)
+    (tmp_path / "after").mkdir()
+    with warehouse_copy(tmp_path / "warehouse.duckdb", tmp_path / "after") as (con, _):
+        assert store.versions(con) == _days(FIRST, date(2026, 10, 28))

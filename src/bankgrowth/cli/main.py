@@ -295,10 +295,12 @@ def insight_run_cmd(
             plan = plan.last_only()
         task = bar.add_task("insight run", total=100)
         label = "insight run"
+        done = 0  # days of the plan run and stored
 
         def on_day(i: int, n: int, d: date) -> None:
-            nonlocal label
+            nonlocal label, done
             label = f"insight run {d}" + (f" (day {i}/{n})" if n > 1 else "")
+            done = i - 1
 
         def on_step(step: int, steps: int, what: str) -> None:
             bar.update(task, description=f"{label} {step}/{steps}: {what}", completed=0)
@@ -308,10 +310,20 @@ def insight_run_cmd(
             if not bar.disable
             else nullcontext()
         )
-        with watch:
-            reports = insight_service.catch_up(
-                con, settings, plan, full=full, beyond_data=beyond_data, progress=on_step, on_day=on_day
-            )
+        try:
+            with watch:
+                reports = insight_service.catch_up(
+                    con, settings, plan, full=full, beyond_data=beyond_data, progress=on_step, on_day=on_day
+                )
+        except Exception:
+            if done:  # each day is stored as it ends: say which were before the failure
+                stored = plan.days[0] if done == 1 else f"{plan.days[0]} to {plan.days[done - 1]}"
+                err_console.print(
+                    f"stored before the failure: {stored}; `bankgrowth insight run` continues from {plan.days[done]}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+            raise
     render.insight_runs_done(console, plan, reports)
 
 
