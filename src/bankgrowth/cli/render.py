@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -407,10 +407,24 @@ def _stale(console: Console, report: RunReport) -> None:
     span = str(before) if report.stale_from == before else f"{report.stale_from} to {before}"
     console.print(
         f"[yellow]the stored versions of {span} were computed before some of their data arrived[/]: "
-        f"`bankgrowth insight run --as-of {report.stale_from}` restates them, "
-        "then `bankgrowth insight run` catches up the days after",
+        + _restate(report.stale_from),
         highlight=False,
     )
+
+
+def _restate(day: date) -> str:
+    """How to run the versions from ``day`` on again."""
+    return (
+        f"`bankgrowth insight run --as-of {day}` restates them, then `bankgrowth insight run` catches up the days after"
+    )
+
+
+def _stage_changes(as_of: date, transitions: int | None, since: date | None) -> str:
+    """A run's stage changes, and the version they are from when it was not the day before."""
+    if transitions is None:
+        return "—"
+    gap = transitions and since is not None and as_of - since != timedelta(days=1)
+    return _n(transitions) + (f" since {since}" if gap else "")
 
 
 def insight_runs_done(console: Console, plan: Backlog, reports: list[RunReport]) -> None:
@@ -422,11 +436,12 @@ def insight_runs_done(console: Console, plan: Backlog, reports: list[RunReport])
             numeric = col in ("seconds", "written", "stage changes")
             table.add_column(col, justify="right" if numeric else "left", no_wrap=col != "run")
         for r in reports:
-            changes = "—" if r.transitions is None or r.since is None else _n(r.transitions)
-            if r.since is not None and r.as_of - r.since != timedelta(days=1):
-                changes += f" since {r.since}"
             table.add_row(
-                str(r.as_of), r.mode + (f": {r.reason}" if r.reason else ""), f"{r.seconds:.1f}", _n(r.changed), changes
+                str(r.as_of),
+                r.mode + (f": {r.reason}" if r.reason else ""),
+                f"{r.seconds:.1f}",
+                _n(r.changed),
+                _stage_changes(r.as_of, r.transitions, r.since),
             )
         tables.show(console, table)
         for r in reports[:-1]:
@@ -441,9 +456,8 @@ def insight_runs_done(console: Console, plan: Backlog, reports: list[RunReport])
     if plan.quiet:
         shown = ", ".join(str(d) for d in plan.quiet[:5]) + (", …" if len(plan.quiet) > 5 else "")
         console.print(
-            f"[yellow]no transaction at all on {shown}[/]: if the data was not loaded, load it, run "
-            f"`bankgrowth insight run --as-of {plan.quiet[0]}` (which replaces the days after it), "
-            "then `bankgrowth insight run` to catch them up again",
+            f"[yellow]no transaction at all on {shown}[/]: if the data was not loaded, load it; "
+            + _restate(plan.quiet[0]),
             highlight=False,
         )
 
@@ -457,16 +471,13 @@ def run_history(console: Console, runs: list[LoggedRun], tz: tzinfo) -> None:
         numeric = col in ("seconds", "customers", "written", "stage changes")
         table.add_column(col, justify="right" if numeric else "left", no_wrap=col not in ("run", "stage changes"))
     for r in runs:
-        changes = "—" if r.transitions is None else _n(r.transitions)
-        if r.transitions and r.since is not None and r.as_of - r.since != timedelta(days=1):
-            changes += f" since {r.since}"
         table.add_row(
             str(r.as_of),
             r.mode + (f": {r.reason}" if r.reason else ""),
             f"{r.seconds:.1f}",
             "—" if r.customers is None else _n(r.customers),
             "—" if r.changed is None else _n(r.changed),
-            changes,
+            _stage_changes(r.as_of, r.transitions, r.since),
             "[yellow]stale[/]" if r.version == "stale" else r.version,
             r.ran_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
         )
@@ -474,8 +485,7 @@ def run_history(console: Console, runs: list[LoggedRun], tz: tzinfo) -> None:
     stale = sorted(r.as_of for r in runs if r.version == "stale")
     if stale:
         console.print(
-            f"stale: data of their days arrived after they were run; `bankgrowth insight run --as-of {stale[0]}` "
-            "restates them, then `bankgrowth insight run` catches up the days after",
+            "stale: data of their days arrived after they were run; " + _restate(stale[0]),
             highlight=False,
         )
 
