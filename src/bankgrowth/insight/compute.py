@@ -27,9 +27,16 @@ if TYPE_CHECKING:
 _FILL_TYPES = {"int": "int64", "float": "float64", "bool": "boolean"}
 
 
-def attach(wide: ir.Table, part: ir.Table) -> ir.Table:
-    """Left-join a per-customer table (keyed ``_cid``) onto the wide table."""
-    return wide.left_join(part, wide.customer_id == part._cid).drop("_cid")
+def attach_all(base: ir.Table, key: str, parts: Sequence[ir.Table]) -> ir.Table:
+    """``base`` with the columns of per-customer tables (each keyed ``_cid``) left-joined on
+    ``base[key]``: one join chain and one projection, which compile and run faster than a
+    projection after each join."""
+    keyed = [part.rename({f"_cid{i}": "_cid"}) for i, part in enumerate(parts)]
+    joined = base
+    for i, part in enumerate(keyed):
+        joined = joined.left_join(part, base[key] == part[f"_cid{i}"])
+    added = [part[c] for i, part in enumerate(keyed) for c in part.columns if c != f"_cid{i}"]
+    return joined.select(*(base[c] for c in base.columns), *added)
 
 
 COUNTED = ("nunique", "mode")
@@ -131,10 +138,17 @@ def aggregate(table: ir.Table, group: Sequence[Tag], ctx: Ctx) -> ir.Table:
     return table.group_by(_cid=table.customer_id).aggregate(**{t.name: t.value(c) for t in group})
 
 
+def filled(value: ir.Value, tag: Tag) -> ir.Value:
+    """``value`` of an aggregate ``tag``, with the tag's empty value (counts: 0) for NULL."""
+    if tag.fill is None or tag.source == "derived":
+        return value
+    return value.fill_null(tag.fill).cast(_FILL_TYPES[tag.dtype])
+
+
 def fill(wide: ir.Table, tags: Sequence[Tag]) -> ir.Table:
     """Give customers with no source rows their aggregates' empty values (counts: 0)."""
-    fills = {t.name: wide[t.name].fill_null(t.fill) for t in tags if t.fill is not None and t.source != "derived"}
-    return wide.mutate(**{t.name: fills[t.name].cast(_FILL_TYPES[t.dtype]) for t in tags if t.name in fills})
+    aggregates = [t for t in tags if t.fill is not None and t.source != "derived"]
+    return wide.mutate(**{t.name: filled(wide[t.name], t) for t in aggregates})
 
 
 def finish(wide: ir.Table, tags: Sequence[Tag], ctx: Ctx) -> ir.Table:
@@ -210,13 +224,13 @@ def build_base(
         if counts is not None
         else {}
     )
+    parts = []
     for name in AGGREGATE_ORDER:
         direct = [t for t in groups.get(name, []) if t.name not in by_counts]
         if direct:
-            wide = attach(wide, aggregate(sources[name], direct, ctx))
-        for tag in groups.get(name, []):
-            if tag.name in by_counts:
-                wide = attach(wide, by_counts[tag.name])
+            parts.append(aggregate(sources[name], direct, ctx))
+        parts += [by_counts[tag.name] for tag in groups.get(name, []) if tag.name in by_counts]
+    wide = attach_all(wide, "customer_id", parts)
     return fill(wide.select("customer_id", *base_columns(tags)), tags), ctx
 
 

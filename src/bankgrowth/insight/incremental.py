@@ -42,11 +42,11 @@ from bankgrowth.insight.compute import (
     COUNTED,
     PROFILE_COLUMNS,
     aggregate,
-    base_columns,
+    attach_all,
     by_source,
     counted,
     counts_by_value,
-    fill,
+    filled,
     from_counts,
     registered,
     source_tables,
@@ -184,10 +184,11 @@ def _scratch(con: BaseBackend, name: str, expr: ir.Table) -> ir.Table:
     return con.table(name)
 
 
-def _attach_redo(
-    con: BaseBackend, m: Move, table: ir.Table, delta: ir.Table, previous: ir.Table, wide: ir.Table, ctx: Ctx, name: str
-) -> ir.Table:
-    """Recompute a ``redo`` tag for the customers whose leaving day may have changed it."""
+def _redo_values(
+    con: BaseBackend, m: Move, table: ir.Table, delta: ir.Table, previous: ir.Table, ctx: Ctx, name: str
+) -> ir.Table | None:
+    """A ``redo`` tag recomputed for the customers whose leaving day may have changed it: a table
+    (``_rid``, ``_in_<tag>``, ``_r_<tag>``), or None when no customer's can have changed."""
     prev = previous.select(_pid="customer_id", _prev=m.tag.name)
     d = delta.left_join(prev, delta._did == prev._pid)
     left = d[f"{m.tag.name}__l"]
@@ -197,16 +198,14 @@ def _attach_redo(
     else:
         flag = left.notnull()
     who = _scratch(con, name, d.filter(flag).select(_rid=d._did))
-    flag_col, value_col = f"_in_{m.tag.name}", f"_r_{m.tag.name}"
     if who.count().to_pyarrow().as_py() == 0:  # nothing can have changed: skip the scan
-        return wide.mutate(**{flag_col: ibis.null("boolean"), value_col: wide[f"_p_{m.tag.name}"]})
+        return None
     assert m.leave is not None
     ts = table[TIME_COLUMN[m.tag.source]]
     rows = table.filter(table.customer_id.isin(who._rid) & (ts >= ctx.since(m.leave)))
-    part = aggregate(rows, [m.tag], ctx).rename({value_col: m.tag.name})
-    who = who.mutate(**{flag_col: ibis.literal(True)})
-    who = _scratch(con, f"{name}_values", who.left_join(part, who._rid == part._cid).drop("_cid"))
-    return wide.left_join(who, wide.customer_id == who._rid).drop("_rid")
+    part = aggregate(rows, [m.tag], ctx).rename({f"_r_{m.tag.name}": m.tag.name})
+    who = who.mutate(**{f"_in_{m.tag.name}": ibis.literal(True)})
+    return _scratch(con, f"{name}_values", who.left_join(part, who._rid == part._cid).drop("_cid"))
 
 
 def _profile_changes(customers: ir.Table, previous: ir.Table) -> ir.Table:
@@ -271,11 +270,12 @@ def build_incremental(
             touched = con.table(cd_name).select(_tid="customer_id").distinct()
             counts = con.table(state)
             mine = counts.filter(counts.customer_id.isin(touched._tid))
-            flagged = touched.mutate(_counted=ibis.literal(True))
             counted_moves = [m for m in group if m.how == "counted"]
-            for m, part in zip(counted_moves, from_counts(mine, [m.tag for m in counted_moves]), strict=True):
-                part = part.rename({f"_r_{m.tag.name}": m.tag.name})
-                flagged = flagged.left_join(part, flagged._tid == part._cid).drop("_cid")
+            counted_parts = [
+                part.rename({f"_r_{m.tag.name}": m.tag.name})
+                for m, part in zip(counted_moves, from_counts(mine, [m.tag for m in counted_moves]), strict=True)
+            ]
+            flagged = attach_all(touched.mutate(_counted=ibis.literal(True)), "_tid", counted_parts)
             flagged = _scratch(con, f"{scratch}_{source}_counted", flagged)
         day_rows[source] = (group, table, delta, flagged)
 
@@ -295,63 +295,42 @@ def build_incremental(
     assert touched_ids is not None
     touched = _scratch(con, f"{scratch}_touched", touched_ids.distinct())
 
-    # Yesterday's rows of the touched customers, the day's new customers as empty rows, and the
-    # current customer record of each
-    prev = previous.filter(previous.customer_id.isin(touched.customer_id))
-    prev = prev.select(customer_id=prev.customer_id.cast("int64"), **{f"_p_{t.name}": prev[t.name] for t in stateful})
-    new = new_ids.mutate(**{c: ibis.null(prev[c].type()) for c in prev.columns if c != "customer_id"})
-    prev = prev.union(new, distinct=False)
-    profile = customers.select(_pid=customers.customer_id, **{c: customers[c] for c in PROFILE_COLUMNS})
-    wide = prev.inner_join(profile, prev.customer_id == profile._pid).drop("_pid")
-    new_values: dict[str, ir.Value] = {}
+    # Each per-customer result below is a table keyed by its own column, joined once onto the
+    # touched customers' rows at the end: one join chain and one projection compile (and run)
+    # much faster than a projection after every join.
+    joined: list[tuple[ir.Table, str]] = []
 
-    for group, table, delta, flagged in day_rows.values():
-        wide = wide.left_join(delta, wide.customer_id == delta._did).drop("_did")
+    def join(part: ir.Table, key: str) -> None:
+        unique = f"_j{len(joined)}"
+        joined.append((part.rename({unique: key}), unique))
+
+    for source, (group, table, delta, flagged) in day_rows.items():
+        join(delta, "_did")
         if flagged is not None:
-            wide = wide.left_join(flagged, wide.customer_id == flagged._tid).drop("_tid")
+            join(flagged.rename({f"_counted_{source}": "_counted"}), "_tid")
         for m in group:
             if m.how == "redo":
-                wide = _attach_redo(con, m, table, delta, previous, wide, ctx, f"{scratch}_{m.tag.name}_redo")
-        for m in group:
-            name, prev_v = m.tag.name, wide[f"_p_{m.tag.name}"]
-            if m.how == "add":
-                value = prev_v.fill_null(m.tag.fill or 0) + wide[f"{name}__e"].fill_null(0)  # type: ignore[attr-defined]
-                if m.leave is not None:
-                    value = value - wide[f"{name}__l"].fill_null(0)
-            elif m.how == "counted":
-                value = ibis.ifelse(wide._counted.notnull(), wide[f"_r_{name}"], prev_v)
-            elif m.how == "extreme":
-                value = _combine(m.agg.fn, prev_v, wide[f"{name}__e"])
-            else:
-                entered = wide[f"{name}__e"]
-                if m.agg.fn == "sum":
-                    kept = ibis.cases(
-                        (prev_v.isnull(), entered),
-                        (entered.isnull(), prev_v),
-                        else_=prev_v + entered,  # type: ignore[operator]
-                    )
-                else:
-                    kept = _combine(m.agg.fn, prev_v, entered)
-                value = ibis.ifelse(wide[f"_in_{name}"].notnull(), wide[f"_r_{name}"], kept)
-            new_values[name] = value
+                redo = _redo_values(con, m, table, delta, previous, ctx, f"{scratch}_{m.tag.name}_redo")
+                if redo is not None:
+                    join(redo, "_rid")
 
+    refreshing: dict[str, list[Tag]] = {}
     for source, who in refreshed.items():
         refresh = groups.get(source, [])
         if not refresh:
             continue
+        refreshing[source] = refresh
         table = sources[source]
         part = aggregate(table.filter(table.customer_id.isin(who.customer_id)), refresh, ctx)
         part = part.rename({f"_r_{t.name}": t.name for t in refresh})
-        flag = f"_in_{source}"
-        ids = who.distinct().select(_rid="customer_id").mutate(**{flag: ibis.literal(True)})
-        redone = _scratch(con, f"{scratch}_{source}_values", ids.left_join(part, ids._rid == part._cid).drop("_cid"))
-        wide = wide.left_join(redone, wide.customer_id == redone._rid).drop("_rid")
-        for t in refresh:
-            new_values[t.name] = ibis.ifelse(wide[flag].notnull(), wide[f"_r_{t.name}"], wide[f"_p_{t.name}"])
+        ids = who.distinct().select(_rid="customer_id").mutate(**{f"_in_{source}": ibis.literal(True)})
+        values = ids.left_join(part, ids._rid == part._cid).drop("_cid")
+        join(_scratch(con, f"{scratch}_{source}_values", values), "_rid")
 
     # New customers: every stateful tag from all their rows (a bank's records may predate the
     # registration day), and their window counts added to the state.
-    if new_ids.count().to_pyarrow().as_py() > 0:
+    any_new = new_ids.count().to_pyarrow().as_py() > 0
+    if any_new:
         # their rows, read once from each source (each read scans the source's customer column)
         theirs = {
             k: _scratch(con, f"{scratch}_new_{k}", t.filter(t.customer_id.isin(new_ids.customer_id)))
@@ -368,19 +347,59 @@ def build_incremental(
             direct = [t for t in groups.get(source, []) if t.name not in counted_names]
             if direct:
                 parts.append(aggregate(theirs[table_of(source)], direct, ctx))
-        for part in parts:
-            part = part.rename({f"_f_{c}": c for c in part.columns if c != "_cid"})
-            fresh = fresh.left_join(part, fresh._fid == part._cid).drop("_cid")
-        fresh = _scratch(con, f"{scratch}_new_values", fresh)
-        wide = wide.left_join(fresh, wide.customer_id == fresh._fid).drop("_fid")
+        parts = [part.rename({f"_f_{c}": c for c in part.columns if c != "_cid"}) for part in parts]
+        join(_scratch(con, f"{scratch}_new_values", attach_all(fresh, "_fid", parts)), "_fid")
+
+    # Yesterday's rows of the touched customers, the day's new customers as empty rows, and the
+    # current customer record of each, with every result above
+    prev = previous.filter(previous.customer_id.isin(touched.customer_id))
+    prev = prev.select(customer_id=prev.customer_id.cast("int64"), **{f"_p_{t.name}": prev[t.name] for t in stateful})
+    empty = new_ids.mutate(**{c: ibis.null(prev[c].type()) for c in prev.columns if c != "customer_id"})
+    prev = prev.union(empty, distinct=False)
+    profile = customers.select(_pid=customers.customer_id, **{c: customers[c] for c in PROFILE_COLUMNS})
+    wide = prev.inner_join(profile, prev.customer_id == profile._pid)
+    for part, key in joined:
+        wide = wide.left_join(part, prev.customer_id == part[key])
+    columns = set(wide.columns)
+    kept = {t.name: wide[f"_p_{t.name}"] for t in stateful}
+    new_values: dict[str, ir.Value] = {}
+
+    for source, (group, _, _, _) in day_rows.items():
+        for m in group:
+            name, prev_v = m.tag.name, kept[m.tag.name]
+            if m.how == "add":
+                value = prev_v.fill_null(m.tag.fill or 0) + wide[f"{name}__e"].fill_null(0)  # type: ignore[attr-defined]
+                if m.leave is not None:
+                    value = value - wide[f"{name}__l"].fill_null(0)
+            elif m.how == "counted":
+                value = ibis.ifelse(wide[f"_counted_{source}"].notnull(), wide[f"_r_{name}"], prev_v)
+            elif m.how == "extreme":
+                value = _combine(m.agg.fn, prev_v, wide[f"{name}__e"])
+            else:
+                entered = wide[f"{name}__e"]
+                if m.agg.fn == "sum":
+                    value = ibis.cases(
+                        (prev_v.isnull(), entered),
+                        (entered.isnull(), prev_v),
+                        else_=prev_v + entered,  # type: ignore[operator]
+                    )
+                else:
+                    value = _combine(m.agg.fn, prev_v, entered)
+                if f"_in_{name}" in columns:  # customers whose leaving day reached the value: redone
+                    value = ibis.ifelse(wide[f"_in_{name}"].notnull(), wide[f"_r_{name}"], value)
+            new_values[name] = value
+
+    for source, refresh in refreshing.items():
+        for t in refresh:
+            new_values[t.name] = ibis.ifelse(wide[f"_in_{source}"].notnull(), wide[f"_r_{t.name}"], kept[t.name])
+
+    if any_new:
         for t in stateful:
-            current = new_values.get(t.name, wide[f"_p_{t.name}"])
+            current = new_values.get(t.name, kept[t.name])
             new_values[t.name] = ibis.ifelse(wide._in_new.notnull(), wide[f"_f_{t.name}"], current)
 
-    for t in stateful:
-        new_values.setdefault(t.name, wide[f"_p_{t.name}"])
-    wide = wide.mutate(**new_values).select("customer_id", *base_columns(tags))
-    return fill(wide, tags)
+    values = {t.name: filled(new_values.get(t.name, kept[t.name]), t) for t in stateful}
+    return wide.select(customer_id=prev.customer_id, **{c: profile[c] for c in PROFILE_COLUMNS}, **values)
 
 
 def scratch_tables(con: BaseBackend, scratch: str) -> list[str]:
