@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     super_user_txns: int = Field(default=20, ge=1, description="More transactions than this in 365 days: super user.")
     winback_days: int = Field(default=30, ge=1, description="A return from churn within this many days: won back.")
     tag_retention_days: int = Field(default=35, ge=1, description="Daily tag versions kept.")
+    restate_late_data: bool = Field(
+        default=False,
+        description="insight run first runs again the stored versions computed before some of their data arrived.",
+    )
     # platform
     mode: Literal["development", "production"] = Field(
         default="development", description="production refuses default or short secrets."

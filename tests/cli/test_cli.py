@@ -6,8 +6,10 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -222,6 +224,45 @@ def test_insight_commands(tmp_path: Path) -> None:
     assert customer.returncode == 0 and "****" in customer.stdout
     assert future.returncode == 1 and "the last transactions are of 2026-10-31" in future.stderr
     assert "--beyond-data" in future.stderr and "Traceback" not in future.stderr
+
+
+def test_late_data_is_named_and_restated_on_request(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    # given: a bank run on 2026-10-29 and 2026-10-30; then, with the file of 10-31, one of a
+    # transaction of 10-29 that came late (a copy of the first, with a new id, at noon that day)
+    assert run(["simulate", "--customers", "400", "--out", str(tmp_path / "sim")], tmp_path).returncode == 0
+    assert run(["load", str(tmp_path / "sim" / "bank")], tmp_path).returncode == 0
+    assert run(["insight", "run", "--as-of", "2026-10-29"], tmp_path).returncode == 0
+    assert run(["insight", "run", "--as-of", "2026-10-30"], tmp_path).returncode == 0
+    row = pq.read_table(tmp_path / "sim" / "bank" / "transactions.parquet").slice(0, 1)
+    row = row.set_column(
+        row.column_names.index("txn_id"), "txn_id", pa.array([10**12], row.schema.field("txn_id").type)
+    )
+    at = row.column_names.index("txn_at")
+    noon = datetime.combine(date(2026, 10, 29), time(12), ZoneInfo("Asia/Shanghai"))
+    pq.write_table(row.set_column(at, "txn_at", pa.array([noon], row.schema.field(at).type)), tmp_path / "late.parquet")
+    assert run(["load", str(tmp_path / "late.parquet"), "--table", "transactions"], tmp_path).returncode == 0
+    # when: the night's run told not to restate (the setting says to), the log, then a run as set
+    usual = run(["insight", "run", "--no-restate"], tmp_path, BANKGROWTH_RESTATE_LATE_DATA="true")
+    log = run(["insight", "runs"], tmp_path)
+    restated = run(["insight", "run"], tmp_path, BANKGROWTH_RESTATE_LATE_DATA="true")
+    after = run(["insight", "runs"], tmp_path)
+    # then: the usual run names the stale versions and the command that runs them again
+    assert usual.returncode == 0 and "the stored versions of 2026-10-29 to 2026-10-30 were computed" in usual.stdout
+    assert "`bankgrowth insight run --restate` runs them again from 2026-10-29 on" in usual.stdout
+    assert [cells(log.stdout, d)[6] for d in ("2026-10-29", "2026-10-30", "2026-10-31")] == ["stale", "stale", "kept"]
+    # restating runs 10-29 again in full and the days after from it; nothing is stale after
+    assert restated.returncode == 0, restated.stderr
+    assert "restated 3 stored version(s), 2026-10-29 to 2026-10-31" in restated.stdout
+    caught_up = restated.stdout.split("Caught up 3 days")[1]
+    assert [cells(caught_up, d)[1][:4] for d in ("2026-10-29", "2026-10-30", "2026-10-31")] == [
+        "full",
+        "incr",
+        "incr",
+    ]
+    assert "stale" not in after.stdout
 
 
 def test_insight_before_any_data_says_what_to_do(tmp_path: Path) -> None:

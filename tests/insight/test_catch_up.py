@@ -142,6 +142,57 @@ def test_data_that_arrives_late_names_the_versions_it_makes_stale(behind) -> Non
     assert service.run(con, settings, as_of=date(2026, 10, 31)).stale_from == date(2026, 10, 30)
 
 
+def test_restating_runs_the_stale_versions_again_from_the_first_and_the_last_equals_a_full_run(behind) -> None:  # type: ignore[no-untyped-def]
+    con, settings = behind
+    tz = ZoneInfo(settings.timezone)
+    service.catch_up(con, settings, service.backlog(con, settings, as_of=date(2026, 10, 29)))
+    # given: a transaction of 10-27 arrives after 10-27, 10-28 and 10-29 were run
+    _late_transaction(con, date(2026, 10, 27), tz, 10**12)
+    # not asked to restate: only the night after the last run, which names the stale versions
+    assert service.backlog(con, settings, as_of=date(2026, 10, 30)).days == [date(2026, 10, 30)]
+    assert service.stale_versions(con, settings) == _days(date(2026, 10, 27), date(2026, 10, 29))
+    # when: asked to restate
+    plan = service.backlog(con, settings, as_of=date(2026, 10, 30), restate=True)
+    reports = service.catch_up(con, settings, plan)
+    # then: from the first stale version on, the first recomputed, the rest from the day before
+    assert plan.days == _days(date(2026, 10, 27), date(2026, 10, 30))
+    assert plan.restated == _days(date(2026, 10, 27), date(2026, 10, 29))
+    assert [(r.as_of, r.mode, r.stale_from) for r in reports] == [
+        (date(2026, 10, 27), "full", None),
+        (date(2026, 10, 28), "incremental", None),
+        (date(2026, 10, 29), "incremental", None),
+        (date(2026, 10, 30), "incremental", None),
+    ]
+    assert "restating: data of 2026-10-27 or later arrived" in reports[0].reason
+    for day in (date(2026, 10, 27), date(2026, 10, 30)):
+        expected = build_tags(con, day).order_by("customer_id").to_pyarrow()
+        assert store.tags_table(con, day).order_by("customer_id").to_pyarrow().equals(expected)
+    assert service.stale_versions(con, settings) == []
+    assert {h.as_of: h.version for h in service.run_history(con)[:4]} == {
+        d: "kept" for d in _days(date(2026, 10, 27), date(2026, 10, 30))
+    }
+
+
+def test_restating_picks_up_versions_an_earlier_run_marked_stale(behind) -> None:  # type: ignore[no-untyped-def]
+    con, settings = behind
+    tz = ZoneInfo(settings.timezone)
+    service.catch_up(con, settings, service.backlog(con, settings, as_of=date(2026, 10, 29)))
+    _late_transaction(con, date(2026, 10, 28), tz, 10**12)
+    # given: the night after, run without restating, found them and went on (10-30 has the row)
+    assert service.run(con, settings, as_of=date(2026, 10, 30)).stale_from == date(2026, 10, 28)
+    assert service.stale_versions(con, settings) == [date(2026, 10, 28), date(2026, 10, 29)]
+    # when: the next night restates
+    plan = service.backlog(con, settings, restate=True)
+    reports = service.catch_up(con, settings, plan)
+    # then: from 10-28 to the last day with data, every version after the first stale one run again
+    assert plan.days == _days(date(2026, 10, 28), LAST)
+    assert plan.restated == _days(date(2026, 10, 28), date(2026, 10, 30))
+    assert [r.mode for r in reports] == ["full"] + ["incremental"] * 3
+    expected = build_tags(con, LAST).order_by("customer_id").to_pyarrow()
+    assert store.tags_table(con, LAST).order_by("customer_id").to_pyarrow().equals(expected)
+    assert service.stale_versions(con, settings) == []
+
+
 def test_a_run_log_from_before_stale_versions_were_traced_is_read_and_extended(behind) -> None:  # type: ignore[no-untyped-def]
     con, settings = behind
     con.raw_sql(f"ALTER TABLE {store.RUNS} DROP COLUMN stale_from")

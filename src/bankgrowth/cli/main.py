@@ -279,6 +279,14 @@ def insight_run_cmd(
             "(as far back as versions are kept).",
         ),
     ] = True,
+    restate: Annotated[
+        bool | None,
+        typer.Option(
+            "--restate/--no-restate",
+            help="First run again the stored versions computed before some of their data arrived, from the "
+            "first of them on (default: BANKGROWTH_RESTATE_LATE_DATA, off). Needs the catch-up.",
+        ),
+    ] = None,
 ) -> None:
     """Compute tags, lifecycle stages and value scores for a day and store them as a version.
 
@@ -290,7 +298,8 @@ def insight_run_cmd(
     settings = _settings()
     with _warehouse(settings) as con, common.step_bar() as bar:
         day = _day(as_of)
-        plan = insight_service.backlog(con, settings, as_of=day, beyond_data=beyond_data)
+        restating = (settings.restate_late_data if restate is None else restate) and catch_up
+        plan = insight_service.backlog(con, settings, as_of=day, beyond_data=beyond_data, restate=restating)
         if not catch_up:
             plan = plan.last_only()
         task = bar.add_task("insight run", total=100)

@@ -414,9 +414,7 @@ def _stale(console: Console, report: RunReport) -> None:
 
 def _restate(day: date) -> str:
     """How to run the versions from ``day`` on again."""
-    return (
-        f"`bankgrowth insight run --as-of {day}` restates them, then `bankgrowth insight run` catches up the days after"
-    )
+    return f"`bankgrowth insight run --restate` runs them again from {day} on"
 
 
 def _stage_changes(as_of: date, transitions: int | None, since: date | None) -> str:
@@ -430,6 +428,12 @@ def _stage_changes(as_of: date, transitions: int | None, since: date | None) -> 
 def insight_runs_done(console: Console, plan: Backlog, reports: list[RunReport]) -> None:
     """What ``insight run`` did: one day as :func:`insight_run`; days caught up as a table of the
     days, then the last day's distribution."""
+    if plan.restated:
+        span = str(plan.restated[0]) if len(plan.restated) == 1 else f"{plan.restated[0]} to {plan.restated[-1]}"
+        console.print(
+            f"restated {len(plan.restated)} stored version(s), {span}: data of their days arrived after they were run",
+            highlight=False,
+        )
     if len(reports) > 1:
         table = Table(title=f"Caught up {len(reports)} days 补跑", title_justify="left")
         for col in ("as of", "run", "seconds", "written", "stage changes"):

@@ -79,7 +79,7 @@ class RunReport:
     replaced: list[date] = field(default_factory=list)  # versions from as_of on, run again
     since: date | None = None  # the version the stages were compared with: the day before, unless days were skipped
     # data of earlier days arrived after they were run: the versions from this day to the day
-    # before were computed without some of it (``insight run --as-of`` this day restates them)
+    # before were computed without some of it (``insight run --restate`` runs them again)
     stale_from: date | None = None
 
 
@@ -201,6 +201,7 @@ def run(
     *,
     as_of: date | None = None,
     full: bool = False,
+    because: str = "",
     beyond_data: bool = False,
     tags: tuple[Tag, ...] = BUILTIN_TAGS,
     progress: StepFn | None = None,
@@ -209,7 +210,8 @@ def run(
 
     Incremental from the day before when it can be (see :mod:`bankgrowth.insight.incremental`);
     a full recompute when asked, or when the day before was not run, its state is missing or
-    stale, the definitions changed, or older data arrived since. The report says which and why.
+    stale, the definitions changed, or older data arrived since. The report says which and why;
+    ``because`` asks for a full run and is the reason given.
     ``progress`` is told as each of :data:`FULL_STEPS` or :data:`INCREMENTAL_STEPS` begins.
 
     A day after the last day with transactions is refused unless ``beyond_data``: its stages
@@ -223,6 +225,8 @@ def run(
     reason, stale_from = _incremental_blocker(con, day, fingerprint, settings.timezone)
     if full:
         reason = "asked for (--full)"
+    if because:
+        reason = because
     scratch = f"{SCRATCH}_{day:%Y%m%d}"
     for name in scratch_tables(con, SCRATCH):  # left by a run that was killed
         con.drop_table(name, force=True)
@@ -303,13 +307,22 @@ class Backlog:
     skipped: list[date]  # days after the latest version left out: further back than versions are kept
     quiet: list[date]  # days to run, before the last, with no transaction at all (not loaded yet?)
     why_skipped: str = ""
+    # stored versions run again, the first in full: data of their days arrived after they were run
+    restated: list[date] = field(default_factory=list)
 
     def last_only(self) -> Backlog:
         """Only the day asked for; the days before it are left out."""
         return Backlog(self.days[-1:], self.skipped + self.days[:-1], [], "not caught up, as asked")
 
 
-def backlog(con: BaseBackend, settings: Settings, *, as_of: date | None = None, beyond_data: bool = False) -> Backlog:
+def backlog(
+    con: BaseBackend,
+    settings: Settings,
+    *,
+    as_of: date | None = None,
+    beyond_data: bool = False,
+    restate: bool = False,
+) -> Backlog:
     """What :func:`catch_up` runs to reach ``as_of`` (by default the last day with transactions).
 
     Only the day itself when no version is stored yet or one is stored from that day on (the run
@@ -317,16 +330,44 @@ def backlog(con: BaseBackend, settings: Settings, *, as_of: date | None = None, 
     (``tag_retention_days``): an earlier day's version would be dropped by the same run; the
     trend lists the days left out as gaps, and the first day run compares its stages with the
     latest version.
+
+    With ``restate``, the stored versions computed before some of their days' data arrived
+    (:func:`stale_versions`) are run again first, from the first of them on.
     """
     day = _run_day(con, settings, as_of, beyond_data)
     latest = store.latest(con)
-    if latest is None or latest >= day - timedelta(days=1):
+    stale = stale_versions(con, settings) if restate and latest is not None and latest <= day else []
+    if stale:
+        start = stale[0]
+    elif latest is None or latest >= day - timedelta(days=1):
         return Backlog([day], [], [])
-    missing = [latest + timedelta(days=k) for k in range(1, (day - latest).days + 1)]
+    else:
+        start = latest + timedelta(days=1)
+    missing = [start + timedelta(days=k) for k in range((day - start).days + 1)]
     keep = settings.tag_retention_days
     days, skipped = missing[-keep:], missing[:-keep]
     why = f"further back than the {keep} days versions are kept" if skipped else ""
-    return Backlog(days, skipped, _quiet_days(con, days[:-1], settings.timezone), why)
+    restated = [d for d in store.versions(con) if d in days]
+    return Backlog(days, skipped, _quiet_days(con, days[:-1], settings.timezone), why, restated)
+
+
+def stale_versions(con: BaseBackend, settings: Settings) -> list[date]:
+    """The stored versions computed before some of their days' data arrived, oldest first: those
+    a run has marked stale, and, when rows up to the latest version's day have changed since it
+    was run, every version from the first whose days' rows changed on (rows only arrive)."""
+    stale: set[date] = set()
+    if store.RUNS in con.list_tables() and "stale_from" in con.table(store.RUNS).columns:
+        runs = con.table(store.RUNS)
+        logged = runs.select("as_of", "stale_from", "ran_at").order_by([ibis.desc("ran_at"), ibis.desc("as_of")])
+        rows = logged.to_pyarrow().to_pylist()
+        kept = set(store.versions(con))
+        stale = {r["as_of"] for r, v in zip(rows, _versions_of(rows, kept), strict=True) if v == "stale"}
+    latest = store.latest(con)
+    logged = store.logged_run(con, latest) if latest is not None else None
+    if latest is not None and logged is not None and _late_sources(con, latest, logged, settings.timezone):
+        first = _stale_from(con, latest, settings.timezone)
+        stale.update(d for d in store.versions(con) if d >= first)
+    return sorted(stale)
 
 
 def _quiet_days(con: BaseBackend, days: list[date], timezone: str) -> list[date]:
@@ -357,15 +398,29 @@ def catch_up(
 
     Each day is incremental from the one before, except when :func:`run` finds it cannot be; with
     ``full`` the first day is recomputed from all history and the later ones move from it, which
-    is identical. ``on_day`` is told as each day begins (its number, how many, the day).
-    A day that fails stops the catch-up; the days before it stay stored.
+    is identical. Restating (``plan.restated``), the first day is recomputed. ``on_day`` is told
+    as each day begins (its number, how many, the day). A day that fails stops the catch-up; the
+    days before it stay stored.
     """
+    restating = (
+        f"restating: data of {plan.restated[0]} or later arrived after those days were run" if plan.restated else ""
+    )
     reports = []
     for i, day in enumerate(plan.days):
         if on_day is not None:
             on_day(i + 1, len(plan.days), day)
+        first = i == 0
         reports.append(
-            run(con, settings, as_of=day, full=full and i == 0, beyond_data=beyond_data, tags=tags, progress=progress)
+            run(
+                con,
+                settings,
+                as_of=day,
+                full=full and first,
+                because=restating if first else "",
+                beyond_data=beyond_data,
+                tags=tags,
+                progress=progress,
+            )
         )
     return reports
 
@@ -420,17 +475,9 @@ def run_history(con: BaseBackend, *, limit: int = 30, scope: Scope | None = None
         changes = {r["as_of"]: (int(r["n"]), r["since"]) for r in per_day}
     bank_wide = scope is None or scope.is_root
     out: list[LoggedRun] = []
-    rerun_from: date | None = None  # the earliest day run after the entry being read
-    stale: list[tuple[date, date]] = []  # (first, last) days later runs found computed without late data
-    for r in logged:
+    for r, version in zip(logged, _versions_of(logged, set(kept)), strict=True):
         day = r["as_of"]
-        replaced = rerun_from is not None and rerun_from <= day
-        rerun_from = day if rerun_from is None else min(rerun_from, day)
-        version = "replaced" if replaced else "kept" if day in kept else "dropped"
-        if version == "kept" and any(first <= day <= last for first, last in stale):
-            version = "stale"
-        if r["stale_from"] is not None:
-            stale.append((r["stale_from"], day - timedelta(days=1)))
+        replaced = version == "replaced"
         compared = any(f["as_of"] < day and f["first"] < r["ran_at"] for f in firsts)
         n, since = (None, None) if replaced else changes.get(day, (0 if compared else None, None))
         out.append(
@@ -447,6 +494,24 @@ def run_history(con: BaseBackend, *, limit: int = 30, scope: Scope | None = None
                 since,
             )
         )
+    return out
+
+
+def _versions_of(logged: list[dict[str, Any]], kept: set[date]) -> list[str]:
+    """What became of each logged run's version (see :class:`LoggedRun`), the runs newest first."""
+    out = []
+    rerun_from: date | None = None  # the earliest day run after the entry being read
+    stale: list[tuple[date, date]] = []  # (first, last) days later runs found computed without late data
+    for r in logged:
+        day = r["as_of"]
+        replaced = rerun_from is not None and rerun_from <= day
+        rerun_from = day if rerun_from is None else min(rerun_from, day)
+        version = "replaced" if replaced else "kept" if day in kept else "dropped"
+        if version == "kept" and any(first <= day <= last for first, last in stale):
+            version = "stale"
+        if r["stale_from"] is not None:
+            stale.append((r["stale_from"], day - timedelta(days=1)))
+        out.append(version)
     return out
 
 
