@@ -29,7 +29,7 @@ _FILL_TYPES = {"int": "int64", "float": "float64", "bool": "boolean"}
 
 def attach_all(base: ir.Table, key: str, parts: Sequence[ir.Table]) -> ir.Table:
     """``base`` with the columns of per-customer tables (each keyed ``_cid``) left-joined on
-    ``base[key]``: one join chain and one projection, which compile and run faster than a
+    ``base[key]``: one join chain and one projection, which Ibis compiles faster than a
     projection after each join."""
     keyed = [part.rename({f"_cid{i}": "_cid"}) for i, part in enumerate(parts)]
     joined = base

@@ -295,9 +295,9 @@ def build_incremental(
     assert touched_ids is not None
     touched = _scratch(con, f"{scratch}_touched", touched_ids.distinct())
 
-    # Each per-customer result below is a table keyed by its own column, joined once onto the
-    # touched customers' rows at the end: one join chain and one projection compile (and run)
-    # much faster than a projection after every join.
+    # Each per-customer result below is a table keyed by its own column, joined onto the touched
+    # customers' rows at the end: one join chain and one projection compile in about half the time
+    # of a projection after every join.
     joined: list[tuple[ir.Table, str]] = []
 
     def join(part: ir.Table, key: str) -> None:
