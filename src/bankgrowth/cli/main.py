@@ -298,8 +298,10 @@ def insight_run_cmd(
     settings = _settings()
     with _warehouse(settings) as con, common.step_bar() as bar:
         day = _day(as_of)
-        restating = (settings.restate_late_data if restate is None else restate) and catch_up
-        plan = insight_service.backlog(con, settings, as_of=day, beyond_data=beyond_data, restate=restating)
+        # without the catch-up only the day asked for runs: nothing is restated
+        plan = insight_service.backlog(
+            con, settings, as_of=day, beyond_data=beyond_data, restate=restate if catch_up else False
+        )
         if not catch_up:
             plan = plan.last_only()
         task = bar.add_task("insight run", total=100)

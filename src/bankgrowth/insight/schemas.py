@@ -45,7 +45,7 @@ class InsightRunRead(BaseModel):
     ran_at: datetime
     version: str = Field(
         description="kept: its version is stored; stale: stored, but data of its days arrived after it "
-        "was run (restate with a run of its day); replaced: that day or an earlier one was run again "
+        "was run (`insight run --restate` runs it again); replaced: that day or an earlier one was run again "
         "later; dropped: past retention"
     )
     customers: int | None = Field(description="customers in the version")

@@ -321,7 +321,7 @@ def backlog(
     *,
     as_of: date | None = None,
     beyond_data: bool = False,
-    restate: bool = False,
+    restate: bool | None = None,
 ) -> Backlog:
     """What :func:`catch_up` runs to reach ``as_of`` (by default the last day with transactions).
 
@@ -331,11 +331,13 @@ def backlog(
     trend lists the days left out as gaps, and the first day run compares its stages with the
     latest version.
 
-    With ``restate``, the stored versions computed before some of their days' data arrived
-    (:func:`stale_versions`) are run again first, from the first of them on.
+    With ``restate`` (by default ``settings.restate_late_data``), the stored versions computed
+    before some of their days' data arrived (:func:`stale_versions`) are run again first, from
+    the first of them on.
     """
     day = _run_day(con, settings, as_of, beyond_data)
     latest = store.latest(con)
+    restate = settings.restate_late_data if restate is None else restate
     stale = stale_versions(con, settings) if restate and latest is not None and latest <= day else []
     if stale:
         start = stale[0]
@@ -355,18 +357,20 @@ def stale_versions(con: BaseBackend, settings: Settings) -> list[date]:
     """The stored versions computed before some of their days' data arrived, oldest first: those
     a run has marked stale, and, when rows up to the latest version's day have changed since it
     was run, every version from the first whose days' rows changed on (rows only arrive)."""
+    kept = store.versions(con)
+    if not kept:
+        return []
     stale: set[date] = set()
     if store.RUNS in con.list_tables() and "stale_from" in con.table(store.RUNS).columns:
         runs = con.table(store.RUNS)
         logged = runs.select("as_of", "stale_from", "ran_at").order_by([ibis.desc("ran_at"), ibis.desc("as_of")])
         rows = logged.to_pyarrow().to_pylist()
-        kept = set(store.versions(con))
-        stale = {r["as_of"] for r, v in zip(rows, _versions_of(rows, kept), strict=True) if v == "stale"}
-    latest = store.latest(con)
-    logged = store.logged_run(con, latest) if latest is not None else None
-    if latest is not None and logged is not None and _late_sources(con, latest, logged, settings.timezone):
+        stale = {r["as_of"] for r, v in zip(rows, _versions_of(rows, set(kept)), strict=True) if v == "stale"}
+    latest = kept[-1]
+    logged_latest = store.logged_run(con, latest)
+    if logged_latest is not None and _late_sources(con, latest, logged_latest, settings.timezone):
         first = _stale_from(con, latest, settings.timezone)
-        stale.update(d for d in store.versions(con) if d >= first)
+        stale.update(d for d in kept if d >= first)
     return sorted(stale)
 
 
