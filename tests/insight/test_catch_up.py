@@ -142,6 +142,25 @@ def test_data_that_arrives_late_names_the_versions_it_makes_stale(behind) -> Non
     assert service.run(con, settings, as_of=date(2026, 10, 31)).stale_from == date(2026, 10, 30)
 
 
+def test_a_full_run_names_the_versions_late_data_made_stale_too(behind) -> None:  # type: ignore[no-untyped-def]
+    con, settings = behind
+    tz = ZoneInfo(settings.timezone)
+    service.catch_up(con, settings, service.backlog(con, settings, as_of=date(2026, 10, 30)))
+    # given: a transaction of 10-28 arrives after the days to 10-30 were run
+    _late_transaction(con, date(2026, 10, 28), tz, 10**12)
+    # when: the latest day is run again (in full: the window-count state is of that day)
+    again = service.run(con, settings, as_of=date(2026, 10, 30))
+    # then: the versions before it that miss the row are named, and marked in the log
+    assert again.mode == "full" and again.reason.startswith("the window-count state is as of 2026-10-30")
+    assert again.stale_from == date(2026, 10, 28)
+    assert service.stale_versions(con, settings) == [date(2026, 10, 28), date(2026, 10, 29)]
+    # and so when a full run is asked for the next day
+    _late_transaction(con, date(2026, 10, 26), tz, 10**12 + 1)
+    asked = service.run(con, settings, as_of=LAST, full=True)
+    assert (asked.mode, asked.reason, asked.stale_from) == ("full", "asked for (--full)", FIRST)
+    assert service.stale_versions(con, settings) == _days(FIRST, date(2026, 10, 30))
+
+
 def test_restating_runs_the_stale_versions_again_from_the_first_and_the_last_equals_a_full_run(behind) -> None:  # type: ignore[no-untyped-def]
     con, settings = behind
     tz = ZoneInfo(settings.timezone)

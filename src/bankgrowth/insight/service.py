@@ -115,27 +115,39 @@ def _fingerprint(settings: Settings, tags: tuple[Tag, ...]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _incremental_blocker(con: BaseBackend, day: date, fingerprint: str, timezone: str) -> tuple[str, date | None]:
-    """Why ``day`` cannot be computed incrementally ("" if it can); and when data arrived late,
-    the first stored version computed without some of it."""
+def _late_data(con: BaseBackend, day: date, timezone: str) -> tuple[list[str], date | None]:
+    """The sources with rows up to the latest stored version before ``day`` that arrived after
+    that version was run, and the first stored version computed without some of them. Checked
+    whatever the mode of the run, so that a full run (asked for, or rerunning a day) still names
+    the versions before it that late data left stale."""
+    before = [d for d in store.versions(con) if d < day]
+    logged = store.logged_run(con, before[-1]) if before else None
+    if logged is None:
+        return [], None
+    late = _late_sources(con, before[-1], logged, timezone)
+    return late, _stale_from(con, before[-1], timezone) if late else None
+
+
+def _incremental_blocker(con: BaseBackend, day: date, fingerprint: str, late: list[str]) -> str:
+    """Why ``day`` cannot be computed incrementally ("" if it can); ``late`` are the sources
+    whose rows of earlier days arrived after the day before was run."""
     previous = day - timedelta(days=1)
     tables = con.list_tables()
     if previous not in store.versions(con):
-        return f"no stored version of {previous}", None
+        return f"no stored version of {previous}"
     if store.STATE not in tables:
-        return "no window-count state yet", None
+        return "no window-count state yet"
     state_day = store.state_day(con)
     if state_day != previous:
-        return f"the window-count state is as of {state_day or 'an unfinished run'}, not {previous}", None
+        return f"the window-count state is as of {state_day or 'an unfinished run'}, not {previous}"
     logged = store.logged_run(con, previous)
     if logged is None:
-        return f"the run of {previous} left no log entry", None
+        return f"the run of {previous} left no log entry"
     if logged["fingerprint"] != fingerprint:
-        return "tag definitions, thresholds or timezone changed since the last run", None
-    late = _late_sources(con, previous, logged, timezone)
+        return "tag definitions, thresholds or timezone changed since the last run"
     if late:
-        return f"data before {day} arrived after the last run ({', '.join(late)})", _stale_from(con, previous, timezone)
-    return "", None
+        return f"data before {day} arrived after the last run ({', '.join(late)})"
+    return ""
 
 
 def _late_sources(con: BaseBackend, day: date, logged: dict[str, Any], timezone: str) -> list[str]:
@@ -222,7 +234,8 @@ def run(
     day = _run_day(con, settings, as_of, beyond_data)
     th = Thresholds.from_settings(settings)
     fingerprint = _fingerprint(settings, tags)
-    reason, stale_from = _incremental_blocker(con, day, fingerprint, settings.timezone)
+    late, stale_from = _late_data(con, day, settings.timezone)
+    reason = _incremental_blocker(con, day, fingerprint, late)
     if full:
         reason = "asked for (--full)"
     if because:
