@@ -629,7 +629,7 @@ def customer(console: Console, view: CustomerView) -> None:
     p = view.profile
     console.print(
         f"[bold]customer {view.customer_id}[/]  {p['name']}  {p['phone']}  born {p['birth_year']}  {p['gender']}  "
-        f"branch {p['branch_id']}  registered {p['registered_on']}  {p['auth_level']}",
+        f"branch {p['branch_id']}  registered {p['registered_on']}  auth level {p['auth_level']}",
         highlight=False,
     )
     if view.tags:
