@@ -138,6 +138,8 @@ def _incremental_blocker(con: BaseBackend, day: date, fingerprint: str, late: li
     if store.STATE not in tables:
         return "no window-count state yet"
     state_day = store.state_day(con)
+    if state_day is not None and state_day >= day:  # the state is not rewound with the versions
+        return f"{day} is run again, and the window-count state has moved on to {state_day}"
     if state_day != previous:
         return f"the window-count state is as of {state_day or 'an unfinished run'}, not {previous}"
     logged = store.logged_run(con, previous)
