@@ -8,7 +8,9 @@ from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 import pytest
+from rich.console import Console
 
+from bankgrowth.cli import render
 from bankgrowth.config import Settings
 from bankgrowth.insight import service, store
 from bankgrowth.insight.compute import build_tags
@@ -156,13 +158,27 @@ def test_a_full_run_names_the_versions_late_data_made_stale_too(behind) -> None:
         "full",
         "2026-10-30 is run again, and the window-count state has moved on to 2026-10-30",
     )
-    assert again.stale_from == date(2026, 10, 28)
+    assert (again.stale_from, again.stale) == (date(2026, 10, 28), [date(2026, 10, 28), date(2026, 10, 29)])
     assert service.stale_versions(con, settings) == [date(2026, 10, 28), date(2026, 10, 29)]
     # and so when a full run is asked for the next day
     _late_transaction(con, date(2026, 10, 26), tz, 10**12 + 1)
     asked = service.run(con, settings, as_of=LAST, full=True)
     assert (asked.mode, asked.reason, asked.stale_from) == ("full", "asked for (--full)", FIRST)
     assert service.stale_versions(con, settings) == _days(FIRST, date(2026, 10, 30))
+
+
+def test_late_data_names_only_the_versions_stored_when_days_were_not_run(behind) -> None:  # type: ignore[no-untyped-def]
+    con, settings = behind
+    tz = ZoneInfo(settings.timezone)
+    service.run(con, settings, as_of=date(2026, 10, 28))  # 10-27 never run
+    _late_transaction(con, date(2026, 10, 26), tz, 10**12)
+    # when
+    report = service.run(con, settings, as_of=date(2026, 10, 30))
+    # then: the two stored versions are named, not the days between them
+    assert (report.stale_from, report.stale) == (FIRST, [FIRST, date(2026, 10, 28)])
+    console = Console(record=True, width=400)
+    render.insight_run(console, report)
+    assert "the stored versions of 2026-10-26 to 2026-10-28 (2 versions) were computed" in console.export_text()
 
 
 def test_restating_runs_the_stale_versions_again_from_the_first_and_the_last_equals_a_full_run(behind) -> None:  # type: ignore[no-untyped-def]

@@ -401,13 +401,15 @@ def insight_run(console: Console, report: RunReport) -> None:
 
 def _stale(console: Console, report: RunReport) -> None:
     """Which stored versions data that arrived late makes stale, and how to restate them."""
-    if report.stale_from is None:
+    if not report.stale:
         return
-    before = report.as_of - timedelta(days=1)
-    span = str(before) if report.stale_from == before else f"{report.stale_from} to {before}"
+    first, last = report.stale[0], report.stale[-1]
+    span = str(first) if first == last else f"{first} to {last}"
+    if len(report.stale) != (last - first).days + 1:  # days in between were not run
+        span += f" ({len(report.stale)} versions)"
     console.print(
         f"[yellow]the stored versions of {span} were computed before some of their data arrived[/]: "
-        + _restate(report.stale_from),
+        + _restate(first),
         highlight=False,
     )
 

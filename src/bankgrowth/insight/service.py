@@ -81,6 +81,7 @@ class RunReport:
     # data of earlier days arrived after they were run: the versions from this day to the day
     # before were computed without some of it (``insight run --restate`` runs them again)
     stale_from: date | None = None
+    stale: list[date] = field(default_factory=list)  # the stored versions among them
 
 
 @dataclass(frozen=True)
@@ -237,6 +238,7 @@ def run(
     th = Thresholds.from_settings(settings)
     fingerprint = _fingerprint(settings, tags)
     late, stale_from = _late_data(con, day, settings.timezone)
+    stale = [d for d in store.versions(con) if stale_from is not None and stale_from <= d < day]
     reason = _incremental_blocker(con, day, fingerprint, late)
     if full:
         reason = "asked for (--full)"
@@ -309,6 +311,7 @@ def run(
         replaced,
         since,
         stale_from,
+        stale,
     )
 
 
