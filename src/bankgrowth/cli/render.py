@@ -408,8 +408,7 @@ def _stale(console: Console, report: RunReport) -> None:
     if len(report.stale) != (last - first).days + 1:  # days in between were not run
         span += f" ({len(report.stale)} versions)"
     console.print(
-        f"[yellow]the stored versions of {span} were computed before some of their data arrived[/]: "
-        + _restate(first),
+        f"[yellow]the stored versions of {span} were computed before some of their data arrived[/]: " + _restate(first),
         highlight=False,
     )
 
