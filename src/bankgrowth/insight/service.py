@@ -116,17 +116,20 @@ def _fingerprint(settings: Settings, tags: tuple[Tag, ...]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _late_data(con: BaseBackend, day: date, timezone: str) -> tuple[list[str], date | None]:
+def _late_data(con: BaseBackend, day: date, timezone: str) -> tuple[list[str], list[date]]:
     """The sources with rows up to the latest stored version before ``day`` that arrived after
-    that version was run, and the first stored version computed without some of them. Checked
-    whatever the mode of the run, so that a full run (asked for, or rerunning a day) still names
-    the versions before it that late data left stale."""
+    that version was run, and the stored versions before ``day`` computed without some of them.
+    Checked whatever the mode of the run, so that a full run (asked for, or rerunning a day)
+    still names the versions before it that late data left stale."""
     before = [d for d in store.versions(con) if d < day]
     logged = store.logged_run(con, before[-1]) if before else None
     if logged is None:
-        return [], None
+        return [], []
     late = _late_sources(con, before[-1], logged, timezone)
-    return late, _stale_from(con, before[-1], timezone) if late else None
+    if not late:
+        return [], []
+    first = _stale_from(con, before[-1], timezone)
+    return late, [d for d in before if d >= first]
 
 
 def _incremental_blocker(con: BaseBackend, day: date, fingerprint: str, late: list[str]) -> str:
@@ -237,8 +240,8 @@ def run(
     day = _run_day(con, settings, as_of, beyond_data)
     th = Thresholds.from_settings(settings)
     fingerprint = _fingerprint(settings, tags)
-    late, stale_from = _late_data(con, day, settings.timezone)
-    stale = [d for d in store.versions(con) if stale_from is not None and stale_from <= d < day]
+    late, stale = _late_data(con, day, settings.timezone)
+    stale_from = stale[0] if stale else None
     reason = _incremental_blocker(con, day, fingerprint, late)
     if full:
         reason = "asked for (--full)"
@@ -384,11 +387,7 @@ def stale_versions(con: BaseBackend, settings: Settings) -> list[date]:
         logged = runs.select("as_of", "stale_from", "ran_at").order_by([ibis.desc("ran_at"), ibis.desc("as_of")])
         rows = logged.to_pyarrow().to_pylist()
         stale = {r["as_of"] for r, v in zip(rows, _versions_of(rows, set(kept)), strict=True) if v == "stale"}
-    latest = kept[-1]
-    logged_latest = store.logged_run(con, latest)
-    if logged_latest is not None and _late_sources(con, latest, logged_latest, settings.timezone):
-        first = _stale_from(con, latest, settings.timezone)
-        stale.update(d for d in kept if d >= first)
+    stale.update(_late_data(con, kept[-1] + timedelta(days=1), settings.timezone)[1])
     return sorted(stale)
 
 
