@@ -2,7 +2,7 @@
 DuckDB SQL and pandas doing the same work, in the same run, on the same warehouse.
 
     python -m benchmarks.insight [--warehouse /tmp/bankgrowth-bench/validated.duckdb] [--as-of 2026-10-31]
-                                 [--repeat 2] [--variants sql ibis pandas full incremental]
+                                 [--repeat 2] [--variants sql ibis pandas full incremental floor]
                                  [--history-days 1] [--memory-limit 1GB]
 
 The warehouse is the one ``python -m benchmarks.run`` loads (2M customers / 50M transactions by
@@ -12,7 +12,8 @@ full and incrementally from the day before, each on its own copy of the warehous
 versions, window-count states and transition logs are compared; each also reads the new version
 whole, as the audience profile does. The ``floor`` variant is a lower bound for any incremental
 run that keeps each customer's values in a stored row: hand-written DuckDB SQL of only the steps
-whose size the day's data fixes (see :func:`floor_sql`), on the same copy. ``--history-days 35`` first stores 35 daily versions (the
+whose size the day's data fixes (see :func:`floor_sql`), on the same copy; its moving tags are
+compared with the nightly run's. ``--history-days 35`` first stores 35 daily versions (the
 default retention), so both runs meet the history a bank running daily would have. Each variant
 runs in its own process so its peak memory is its own. Peak memory includes DuckDB's cache of the
 blocks it read, which it keeps up to its memory limit (default: a quarter of physical memory);
@@ -101,10 +102,13 @@ SELECT s.customer_id, s.stage, r.rfm_r, r.rfm_f, r.rfm_m, r.rfc_c FROM s LEFT JO
 """
 
 
+# whole seconds truncated, as bankgrowth.warehouse.timeutil does (epoch()::BIGINT would round)
+_LOCAL_SECONDS = "(epoch_us(txn_at) // 1000000 + 28800)"  # Asia/Shanghai
+_NIGHT = f"({_LOCAL_SECONDS} // 3600) % 24"
+_WEEKDAY = f"(({_LOCAL_SECONDS} // 86400 + 3) % 7)"  # Monday = 0
+
 # The windowed count and sum tags that move by adding the entering day and subtracting the leaving
 # one: (source, aggregate, predicate, days, lag). The predicates are the tags' own, in SQL.
-_NIGHT = "((epoch(txn_at)::BIGINT + 28800) // 3600) % 24"  # hour in Asia/Shanghai
-_WEEKDAY = "(((epoch(txn_at)::BIGINT + 28800) // 86400 + 3) % 7)"  # Monday = 0
 FLOOR_TAGS: dict[str, tuple[str, str, str, int, int]] = {
     **{f"txn_count_{d}d": ("transactions", "count", "TRUE", d, 0) for d in (7, 30, 90, 365)},
     **{f"txn_amount_{d}d": ("transactions", "sum", "TRUE", d, 0) for d in (7, 30, 90, 365)},
@@ -123,6 +127,18 @@ FLOOR_TAGS: dict[str, tuple[str, str, str, int, int]] = {
 }
 
 
+def floor_tags() -> dict[str, tuple[str, str, str, int, int]]:
+    """:data:`FLOOR_TAGS` and the spend-per-need tags, one per need of the merchant categories."""
+    from bankgrowth.warehouse.schema import MERCHANT_CATEGORY_NEED
+
+    tags = dict(FLOOR_TAGS)
+    for need in sorted(set(MERCHANT_CATEGORY_NEED.values())):
+        cats = ", ".join(f"'{c}'" for c, n in MERCHANT_CATEGORY_NEED.items() if n == need)
+        where = f"merchant_category IN ({cats}) AND scene IN ('online', 'offline')"
+        tags[f"spend_{need}_365d"] = ("transactions", "sum", where, 365, 0)
+    return tags
+
+
 def floor_sql(as_of: date, columns: Sequence[str]) -> list[tuple[str, str]]:
     """(step, SQL) of the least an incremental night must do when each customer's values are a
     stored row: read the rows of the six days a window moves over, aggregate each moving tag's
@@ -132,13 +148,8 @@ def floor_sql(as_of: date, columns: Sequence[str]) -> list[tuple[str, str]]:
     distinct-count and mode tags, the tags recomputed from a window, bindings, referrals, new
     customers, the stage changes, the stage counts, the cut points, the run log and all Python."""
     from bankgrowth.insight.tags import end_of_day
-    from bankgrowth.warehouse.schema import MERCHANT_CATEGORY_NEED
 
-    tags = dict(FLOOR_TAGS)
-    for need in sorted(set(MERCHANT_CATEGORY_NEED.values())):
-        cats = ", ".join(f"'{c}'" for c, n in MERCHANT_CATEGORY_NEED.items() if n == need)
-        where = f"merchant_category IN ({cats}) AND scene IN ('online', 'offline')"
-        tags[f"spend_{need}_365d"] = ("transactions", "sum", where, 365, 0)
+    tags = floor_tags()
     end = f"TIMESTAMPTZ '{end_of_day(as_of, 'Asia/Shanghai').isoformat()}'"
     steps: list[tuple[str, str]] = []
     for source, time_col, short in (("transactions", "txn_at", "t"), ("events", "event_at", "e")):
@@ -433,13 +444,25 @@ def _same(args: dict[str, Any], variants: Sequence[str]) -> dict[str, bool]:
         con.execute(f"ATTACH '{nightly(args, 'full')}' AS f (READ_ONLY)")
         if "sql" in ran:
             checks["full run == sql"] = f"SELECT {cols} FROM f.bench_full EXCEPT SELECT {cols} FROM bench_sql"
-    if {"full", "incremental"} <= ran:
+    if "incremental" in ran:
         con.execute(f"ATTACH '{nightly(args, 'incremental')}' AS i (READ_ONLY)")
+    if {"full", "incremental"} <= ran:
         both = "(SELECT * FROM {a} EXCEPT ALL SELECT * FROM {b}) UNION ALL (SELECT * FROM {b} EXCEPT ALL SELECT * FROM {a})"
         checks["incremental == full (every column)"] = both.format(a="i.bench_incremental", b="f.bench_full")
         checks["state == full state"] = both.format(a="i.tag_window_counts", b="f.tag_window_counts")
         checks["transitions == full transitions"] = both.format(
             a="i.lifecycle_transitions", b="f.lifecycle_transitions"
+        )
+    if {"incremental", "floor"} <= ran:
+        # the floor's moving tags for every customer it holds, against the nightly run's: the
+        # floor leaves out new customers, so its rows are compared where both have them
+        con.execute(f"ATTACH '{nightly(args, 'floor')}' AS fl (READ_ONLY)")
+        stored = {r[0] for r in con.execute("DESCRIBE fl.tag_current").fetchall()}
+        moving = ", ".join(["customer_id", *(t for t in floor_tags() if t in stored)])
+        checks["floor == incremental (its moving tags)"] = (
+            f"(SELECT {moving} FROM fl.tag_current EXCEPT ALL SELECT {moving} FROM i.tag_current) UNION ALL "
+            f"(SELECT {moving} FROM i.tag_current WHERE customer_id IN (SELECT customer_id FROM fl.tag_current) "
+            f"EXCEPT ALL SELECT {moving} FROM fl.tag_current)"
         )
     out = {name: con.execute(f"SELECT count(*) FROM ({q})").fetchone()[0] == 0 for name, q in checks.items()}  # type: ignore[index]
     con.close()
