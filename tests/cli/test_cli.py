@@ -95,7 +95,7 @@ def test_demo_prints_the_bank_summary(tmp_path: Path) -> None:
         "reach 触达",
         "lift vs control",
         "CUPED",
-        "narrower",
+        "interval ",  # how CUPED changed the interval: narrower, wider or as wide
         "super users 超级用户",
         "more than 20 transactions in 365 days, in any lifecycle stage",  # why it differs from the stage
         "Transactions by day",

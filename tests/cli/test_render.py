@@ -14,7 +14,7 @@ from bankgrowth.campaigns.schemas import Goal
 from bankgrowth.cli import render
 from bankgrowth.insight.service import CATALOG, CustomerView
 from bankgrowth.measurement.campaign import ArmResult, Cell, Results
-from bankgrowth.measurement.lift import sample_ratio, welch
+from bankgrowth.measurement.lift import Lift, sample_ratio, welch
 
 
 def _results(metric: str, treated: np.ndarray, control: np.ndarray) -> Results:
@@ -138,3 +138,16 @@ def test_records_show_money_in_yuan_and_counts_with_separators_but_identifiers_a
     values = [cell.strip() for cell in lines[4].split("│")[1:-1]]
     assert header == ["id", "org_id", "granted", "granted_cost ¥", "left ¥", "at"]
     assert values == ["1234567", "B01", "26,117", "¥130,585.00", "", "2026-11-01 10:00+08:00"]
+
+
+def test_the_cuped_interval_is_said_narrower_wider_or_as_wide_never_minus_zero() -> None:
+    # given: a plain interval 1.00 wide and CUPED intervals around it
+    def lift(low: float, high: float) -> Lift:
+        return Lift(0.1, 0.0, (low + high) / 2, low, high, 0.01, None, None, None, 1000, 100)
+
+    plain = lift(0.0, 1.0)
+    # when / then: a change that rounds to nothing (here 0.2% wider) is "as wide", not "-0% narrower"
+    assert render.interval_change(plain, lift(0.0, 1.002)) == "interval as wide"
+    assert render.interval_change(plain, lift(0.0, 0.86)) == "interval 14% narrower"
+    assert render.interval_change(plain, lift(0.0, 1.03)) == "interval 3% wider"
+    assert render.interval_change(lift(0.5, 0.5), lift(0.5, 0.5)) == "interval as wide"

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     )
     from bankgrowth.measurement.campaign import Cell, Results
     from bankgrowth.measurement.kpi import BankSummary
+    from bankgrowth.measurement.lift import Lift
     from bankgrowth.warehouse.ingest import LoadReport
     from bankgrowth.warehouse.simulator import SimulationResult
     from bankgrowth.warehouse.status import WarehouseStatus
@@ -276,6 +277,20 @@ METRIC_LABELS = {
 }
 
 
+def interval_change(plain: Lift, cuped: Lift) -> str:
+    """How CUPED changed the interval's width, in words: "interval 14% narrower", "… 3% wider", or
+    "interval as wide" when the change rounds to nothing (never "-0% narrower")."""
+    plain_width = plain.ci_high - plain.ci_low
+    if plain_width <= 0:
+        return "interval as wide"
+    change = round(100 * (1 - (cuped.ci_high - cuped.ci_low) / plain_width))
+    if change > 0:
+        return f"interval {change}% narrower"
+    if change < 0:
+        return f"interval {-change}% wider"
+    return "interval as wide"
+
+
 def _goal_value(metric: str, diff: float) -> str:
     if metric == "conversion":
         return f"{diff * 100:+.2f} pp"
@@ -335,7 +350,6 @@ def campaign_results(console: Console, res: Results, truth: dict[str, TrueEffect
     for arm in res.arms:
         c = arm.goal_cuped
         plain = arm.lifts[goal.metric]
-        narrower = 1 - (c.ci_high - c.ci_low) / (plain.ci_high - plain.ci_low) if plain.ci_high > plain.ci_low else 0.0
         srm = (
             f"[red]sample-ratio mismatch (p = {arm.srm.p_value:.2g}): do not trust this lift[/]"
             if arm.srm.mismatch
@@ -344,7 +358,7 @@ def campaign_results(console: Console, res: Results, truth: dict[str, TrueEffect
         roi = "n/a (no rights cost)" if arm.roi is None else f"¥{arm.roi:,.2f} of incremental amount per ¥1 granted"
         console.print(
             f"  {arm.arm}: CUPED {_goal_value(goal.metric, c.diff)} [{_goal_value(goal.metric, c.ci_low)}, "
-            f"{_goal_value(goal.metric, c.ci_high)}], interval {narrower:.0%} narrower (θ = {arm.theta:.3g}); "
+            f"{_goal_value(goal.metric, c.ci_high)}], {interval_change(plain, c)} (θ = {arm.theta:.3g}); "
             f"{srm}; incremental "
             f"{arm.incremental_conversions:+,.0f} converters, {arm.incremental_transactions:+,.0f} transactions, "
             f"¥{arm.incremental_amount_yuan:+,} amount; rights cost ¥{arm.granted_cost_yuan:,} granted, "
