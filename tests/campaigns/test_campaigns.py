@@ -21,6 +21,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import httpx
+import ibis
 import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -268,6 +269,24 @@ def test_execution_survives_interruption_and_treats_everyone_once(world: World) 
         assert ledger.reconcile(s).clean
         e = s.scalar(select(Execution))
         assert e is not None and (e.treated, e.granted, e.messages) == (treated, treated, treated)
+
+
+def test_an_assignment_left_by_a_launch_killed_before_its_commit_is_replaced(world: World) -> None:
+    # given: assignment rows under the campaign's id from a launch whose commit never came
+    world.make("act1")
+    campaign_store.ensure(world.con)
+    left = {"campaign_id": [1, 1], "customer_id": [999_001, 999_002], "arm": ["treatment", "control"]}
+    left |= {c: [None, None] for c in ("stage", "institution", "branch_id", "consent", "best_channel", "surname")}
+    world.con.insert(campaign_store.ASSIGNMENTS, ibis.memtable(left, schema=campaign_store.ASSIGNMENTS_SCHEMA))
+    # when
+    world.launch("act1")
+    # then: the assignment is the launch's own, and the execution's counts are its counts
+    rows = campaign_store.assignments(world.con, 1).to_pyarrow().to_pylist()
+    ids = [r["customer_id"] for r in rows]
+    with Session(world.store) as s:
+        e = s.scalar(select(Execution))
+        assert e is not None and e.planned == len(rows) == len(set(ids)) > 100
+    assert not {999_001, 999_002} & set(ids)
 
 
 def test_contact_rules_defer_never_drop(world: World) -> None:

@@ -34,6 +34,7 @@ from bankgrowth.insight import store as tag_store
 from bankgrowth.insight.lifecycle import STAGE_CODES
 from bankgrowth.insight.service import scoped
 from bankgrowth.insight.value import SEGMENTS, VALUE_TIERS
+from bankgrowth.operational import installation
 from bankgrowth.operational.base import utcnow
 from bankgrowth.platform import audit
 from bankgrowth.platform.access import Permission, Principal
@@ -300,6 +301,7 @@ def upload(session: Session, con: BaseBackend, *, principal: Principal, data: Li
         audience.updated_at = utcnow()
     kept = sorted(found)
     _new_version(session, audience, principal.actor, None, list_size=len(kept), unknown_ids=unknown[:10_000])
+    members_store.pair(con, installation.key(session))
     members_store.write_list(con, audience.id, audience.version, kept)
     audit.record(
         session,
@@ -474,7 +476,9 @@ def preview(
     t, _ = members(session, con, principal=principal, audience=audience, as_of=as_of, timezone=timezone)
     cols = [c for c in PREVIEW_COLUMNS if c in t.columns]
     people = con.table("customers").select("customer_id", "name", "phone")
-    rows = t.select(*cols).order_by("customer_id").limit(limit).join(people, "customer_id")
+    chosen = t.select(*cols).order_by("customer_id").limit(limit)
+    shown = [c for c in cols if c != "customer_id"]
+    rows = chosen.join(people, "customer_id").select("customer_id", "name", "phone", *shown)
     return [mask_row(r) for r in rows.order_by("customer_id").to_pyarrow().to_pylist()]
 
 
@@ -506,6 +510,7 @@ def snapshot(
     )
     session.add(snap)
     session.flush()
+    members_store.pair(con, installation.key(session))
     snap.members = members_store.write_snapshot(con, snap.id, t.select("customer_id"))
     audit.record(
         session,

@@ -3,6 +3,9 @@ materialized profile table that counts read.
 
 Both are narrow tables of customer ids keyed by the operational row they belong to, so a
 snapshot's members can be joined with tags, outcomes and other snapshots where the data lives.
+Those ids are the operational store's, so the warehouse records which store writes them
+(:func:`pair`) and refuses a second one; rows already under an id being written are the remains
+of a write whose operational row never committed (the process was killed), and are replaced.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from typing import TYPE_CHECKING
 import ibis
 import pyarrow as pa
 
+from bankgrowth.errors import Conflict
 from bankgrowth.insight import imported
 from bankgrowth.insight import store as tag_store
+from bankgrowth.operational.base import utcnow
 from bankgrowth.warehouse.engine import append_arrow
 
 if TYPE_CHECKING:
@@ -36,8 +41,42 @@ def ensure(con: BaseBackend) -> None:
             con.create_table(name, schema=schema)
 
 
+PAIRING = "operational_store"
+PAIRING_SCHEMA = ibis.schema({"store_key": "string", "paired_at": "timestamp('UTC')"})
+KEYED_BY_THE_STORE = (LISTS, SNAPSHOTS, "campaign_assignments")
+
+
+def pair(con: BaseBackend, store_key: str) -> None:
+    """Record ``store_key`` as the operational store whose ids key this warehouse's lists,
+    snapshots and campaign assignments, on the first write; refuse any other store's."""
+    if PAIRING not in con.list_tables():
+        con.create_table(PAIRING, schema=PAIRING_SCHEMA)
+    paired = con.table(PAIRING).select("store_key").to_pyarrow().column(0).to_pylist()
+    if not paired:
+        row = {"store_key": [store_key], "paired_at": [utcnow()]}
+        append_arrow(con, PAIRING, pa.table(row, schema=PAIRING_SCHEMA.to_pyarrow()))
+        return
+    if store_key not in paired:
+        tables = ", ".join(KEYED_BY_THE_STORE)
+        raise Conflict(
+            f"this warehouse's audience and campaign data belong to another operational store (key"
+            f" {paired[0][:8]}…, this store's {store_key[:8]}…): its snapshot and campaign ids would mix with"
+            f" this store's. Point BANKGROWTH_OPERATIONAL_URL at that store, or, to start this warehouse's"
+            f" audience and campaign data afresh, drop the tables {tables} and {PAIRING}",
+            f"该数仓的客群与营销数据属于另一个运营库（密钥 {paired[0][:8]}…，本库 {store_key[:8]}…），"
+            f"快照和活动编号会与本库混淆。请将 BANKGROWTH_OPERATIONAL_URL 指向那个运营库，"
+            f"或删除表 {tables} 和 {PAIRING} 以重新开始",
+            code="warehouse_of_another_store",
+            details={"warehouse_store": paired[0][:8], "this_store": store_key[:8]},
+        )
+
+
 def write_list(con: BaseBackend, audience_id: int, version: int, customer_ids: list[int]) -> None:
     ensure(con)
+    if list_members(con, audience_id, version).count().execute():  # an upload killed before its commit
+        con.raw_sql(  # type: ignore[attr-defined]
+            f"DELETE FROM {LISTS} WHERE audience_id = {int(audience_id)} AND version = {int(version)}"
+        )
     n = len(customer_ids)
     append_arrow(
         con,
@@ -62,6 +101,8 @@ def write_snapshot(con: BaseBackend, snapshot_id: int, members: ir.Table) -> int
     """Insert the members (one ``customer_id`` column) under ``snapshot_id`` in one statement, so a
     snapshot is written whole or not at all; returns how many."""
     ensure(con)
+    if snapshot_members(con, snapshot_id).count().execute():  # a snapshot killed before its commit
+        drop_snapshot(con, snapshot_id)
     con.insert(
         SNAPSHOTS, members.select(snapshot_id=ibis.literal(snapshot_id, type="int64"), customer_id="customer_id")
     )

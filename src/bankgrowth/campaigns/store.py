@@ -77,6 +77,8 @@ def plan(
 ) -> dict[str, int]:
     """Assign every member of the snapshot and write the assignment; returns the count per group."""
     ensure(con)
+    if assignments(con, campaign_id).count().execute():  # a launch killed before its commit
+        discard(con, campaign_id)
     members = audience_store.snapshot_members(con, snapshot_id)
     tags = tag_store.tags_table(con, as_of)  # type: ignore[arg-type]
     people = con.table("customers")
