@@ -38,10 +38,7 @@ from bankgrowth.operational import db
 from bankgrowth.platform import flows as platform_flows
 from bankgrowth.platform import service as platform_service
 from bankgrowth.platform.access import Principal
-from bankgrowth.rights import savings_card
-from bankgrowth.rights import service as rights_service
-from bankgrowth.rights.models import CardProduct, Pool, Right
-from bankgrowth.rights.schemas import BundleItem, PoolCreate, PricePoint, ProductCreate, RightCreate, RightKind
+from bankgrowth.rights import catalog as rights_catalog
 from bankgrowth.warehouse import ingest
 from bankgrowth.warehouse.advance import AdvanceResult
 from bankgrowth.warehouse.simulator import SimulationConfig, simulate
@@ -142,54 +139,9 @@ def run_demo(
     return result
 
 
-DEMO_VOUCHER = RightCreate(
-    code="demo.voucher5",
-    kind=RightKind.VOUCHER,
-    name_zh="5元快捷支付立减金",
-    name_en="¥5 quick-pay voucher",
-    face_value_fen=500,
-    min_spend_fen=1000,
-    unit_cost_fen=500,
-    valid_days=14,
-)
-DEMO_CARD_VOUCHER = RightCreate(
-    code="demo.card_voucher",
-    kind=RightKind.VOUCHER,
-    name_zh="省钱卡3元立减金",
-    name_en="Savings-card ¥3 voucher",
-    face_value_fen=300,
-    min_spend_fen=600,
-    unit_cost_fen=300,
-    valid_days=31,
-)
-
-
 def _catalog(session: Session, principal: Principal) -> None:
-    """The demo's rights, budget pools and savings card, created once."""
-    for right in (DEMO_VOUCHER, DEMO_CARD_VOUCHER):
-        if session.scalar(select(Right.id).where(Right.code == right.code)) is None:
-            rights_service.create_right(session, principal=principal, data=right)
-    for code, zh, en, fen in (
-        ("demo.activation", "激活预算", "Activation budget", 20_000_000),
-        ("demo.cards", "省钱卡预算", "Savings-card budget", 10_000_000),
-    ):
-        if session.scalar(select(Pool.id).where(Pool.code == code)) is None:
-            rights_service.create_pool(
-                session, principal=principal, data=PoolCreate(code=code, name_zh=zh, name_en=en, limit_fen=fen)
-            )
-    if session.scalar(select(CardProduct.id).where(CardProduct.code == "demo.card")) is None:
-        savings_card.create_product(
-            session,
-            principal=principal,
-            data=ProductCreate(
-                code="demo.card",
-                name_zh="快捷支付省钱卡",
-                name_en="Quick-pay savings card",
-                list_price_fen=990,
-                price_table=[PricePoint(price_fen=590, weight=3), PricePoint(price_fen=490, weight=1)],
-                bundle=[BundleItem(right="demo.card_voucher", quantity=4, pool="demo.cards")],
-            ),
-        )
+    """The demo's rights, budget pools and savings card (``rights/demo_catalog.json``), created once."""
+    rights_catalog.install(session, principal=principal, catalog=rights_catalog.demo_catalog())
 
 
 def _free_code(session: Session, base: str) -> str:

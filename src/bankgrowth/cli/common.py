@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import getpass
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
 
 # A command imports the services it calls when it runs (the engines, SQLAlchemy, SciPy and pandas
 # take seconds to import), so that `--help` and a quick command answer at once.
+
+M = TypeVar("M", bound=BaseModel)
 
 console = Console()
 if not console.is_terminal and "COLUMNS" not in os.environ:
@@ -84,6 +88,38 @@ def step_bar() -> Progress:
 def fail(message: str) -> typer.Exit:
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code=1)
+
+
+def describe_invalid(exc: ValidationError, source: str) -> str:
+    """Every problem pydantic found, one line each: where in the data, what was expected, what was found."""
+    problems = exc.errors()
+    lines = [f"{source}: {len(problems)} problem{'s' if len(problems) != 1 else ''}"]
+    for e in problems:
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e["loc"]).removeprefix(".")
+        found = "" if e["type"] == "missing" else f" (found {_short(e.get('input'))})"
+        lines.append(f"  {where or '(the whole file)'}: {e['msg']}{found}")
+    return "\n".join(lines)
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 60 else text[:57] + "…"
+
+
+def from_json_file(path: Path, model: type[M]) -> M:
+    """A JSON file read as ``model``; a problem names the file and the place in it."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise fail(f"{path}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise fail(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise fail(f"{path}: line {exc.lineno}, column {exc.colno}: not JSON: {exc.msg}") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise fail(describe_invalid(exc, str(path))) from None
 
 
 def settings() -> Settings:

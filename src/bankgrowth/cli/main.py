@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -580,5 +581,6 @@ def run() -> None:
     except Exception as exc:  # not SystemExit: a normal exit must not import the engines
         if not isinstance(exc, common.known_errors()):
             raise
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        message = common.describe_invalid(exc, exc.title) if isinstance(exc, ValidationError) else str(exc)
+        err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
         raise SystemExit(1) from None

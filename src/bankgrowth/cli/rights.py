@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from bankgrowth.cli import render
-from bankgrowth.cli.common import console, fail, principal, settings, transaction
-from bankgrowth.rights.schemas import PoolRead, RightRead
+from bankgrowth.cli.common import console, fail, from_json_file, principal, settings, transaction
+from bankgrowth.rights.schemas import Catalog, PoolRead, RightRead
 
 rights_app = typer.Typer(help="Rights (权益): catalog, pools, jobs, reconciliation, settlement.", no_args_is_help=True)
 Org = Annotated[str | None, typer.Option("--org", help="Act within this org's subtree (default: HQ).")]
@@ -40,6 +41,37 @@ def rights_list_cmd(org: Org = None) -> None:
             for r in rights_service.list_rights(session, principal=principal(session, org))
         ]
     render.records(console, "rights 权益", rows, s.tz)
+
+
+@rights_app.command("install")
+def install_cmd(
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="JSON: {rights: [...], pools: [...], savings_cards: [...]}, each as the API creates it; "
+            "src/bankgrowth/rights/demo_catalog.json is an example."
+        ),
+    ],
+    org: Org = None,
+) -> None:
+    """Create a catalog's rights, budget pools and savings cards; those present are left as they are.
+
+    Installing the same file again changes nothing. An entry present with other values is named
+    with what differs and not changed. One transaction: if an entry cannot be created, none is."""
+    from bankgrowth.rights import catalog as rights_catalog
+
+    wanted = from_json_file(path, Catalog)
+    s = settings()
+    with transaction(s) as session:
+        done = rights_catalog.install(session, principal=principal(session, org), catalog=wanted)
+    console.print(
+        f"{path}: {len(done.created)} created, {len(done.kept)} already present, {len(done.differing)} different",
+        highlight=False,
+    )
+    for name in done.created:
+        console.print(f"  [green]+[/] {name}", highlight=False)
+    for line in done.differing:
+        console.print(f"  [yellow]≠[/] {line} (left as it is)", highlight=False)
 
 
 @rights_app.command("pools")

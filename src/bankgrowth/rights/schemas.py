@@ -269,3 +269,12 @@ class SettlementRead(Model):
     redeemed_fen: int
     expired: int
     revoked: int
+
+
+class Catalog(Model):
+    """A catalog kept as a file: rights, budget pools and savings cards, installed in that order
+    (a card's bundle names rights and pools). ``bankgrowth rights install FILE`` reads one."""
+
+    rights: list[RightCreate] = Field(default_factory=list)
+    pools: list[PoolCreate] = Field(default_factory=list)
+    savings_cards: list[ProductCreate] = Field(default_factory=list)
