@@ -59,6 +59,7 @@ def test_bad_rows_are_listed_and_the_command_still_succeeds(tmp_path: Path) -> N
         (["status"], {"BANKGROWTH_TIMEZONE": "Europe/Berlin"}, "daylight saving"),
         (["status"], {"BANKGROWTH_WAREHOUSE_URL": "mysql://x"}, "must start with duckdb:// or pyspark://"),
         (["simulate", "--customers", "0"], {}, "customers must be at least 1"),
+        (["audiences", "create", "a", "--zh", "甲", "--en", "A", "--rule", "age >= 30"], {}, "`bankgrowth orgs sync`"),
     ],
 )
 def test_errors_are_one_clear_line(tmp_path: Path, args: list[str], env: dict[str, str], message: str) -> None:

@@ -140,6 +140,41 @@ def test_records_show_money_in_yuan_and_counts_with_separators_but_identifiers_a
     assert values == ["1234567", "B01", "26,117", "¥130,585.00", "", "2026-11-01 10:00+08:00"]
 
 
+def test_audience_members_show_tag_amounts_in_yuan_and_shares_as_percentages() -> None:
+    # given: preview rows as the audience service returns them (tag values in their stored units)
+    rows = [
+        {"customer_id": 26, "name": "唐*", "txn_amount_30d": 213859, "weekend_share_90d": 0.25, "age": 38},
+        {"customer_id": 29, "name": "杜*", "txn_amount_30d": None, "weekend_share_90d": None, "age": 41},
+    ]
+    units = {"txn_amount_30d": "fen", "weekend_share_90d": "share"}
+    # when
+    console = Console(record=True, width=400)
+    render.records(console, "preview", rows, ZoneInfo("Asia/Shanghai"), units)
+    lines = console.export_text().splitlines()
+    # then
+    header = [cell.strip() for cell in lines[2].split("┃")[1:-1]]
+    first = [cell.strip() for cell in lines[4].split("│")[1:-1]]
+    second = [cell.strip() for cell in lines[5].split("│")[1:-1]]
+    assert header == ["customer_id", "name", "txn_amount_30d", "weekend_share_90d", "age"]
+    assert first == ["26", "唐*", "¥2,138.59", "25.0%", "38"]
+    assert second == ["29", "杜*", "", "", "41"]
+
+
+def test_a_tags_missing_value_is_named_not_printed_as_none() -> None:
+    # given: a string tag whose most common value is missing
+    from bankgrowth.insight.service import TagStats
+
+    tag = next(t for t in CATALOG if t.name == "preferred_institution")
+    stats = TagStats(tag=tag, rows=10, coverage=0.4, nonzero=None, top=[(None, 6), ("alipay", 4)])
+    # when
+    console = Console(record=True, width=200)
+    render.tag_detail(console, stats)
+    text = console.export_text()
+    # then
+    assert "None" not in text
+    assert "— (none 无)" in text and "alipay" in text
+
+
 def test_the_cuped_interval_is_said_narrower_wider_or_as_wide_never_minus_zero() -> None:
     # given: a plain interval 1.00 wide and CUPED intervals around it
     def lift(low: float, high: float) -> Lift:
@@ -151,3 +186,38 @@ def test_the_cuped_interval_is_said_narrower_wider_or_as_wide_never_minus_zero()
     assert render.interval_change(plain, lift(0.0, 0.86)) == "interval 14% narrower"
     assert render.interval_change(plain, lift(0.0, 1.03)) == "interval 3% wider"
     assert render.interval_change(lift(0.5, 0.5), lift(0.5, 0.5)) == "interval as wide"
+
+
+def test_a_loads_problems_are_listed_in_file_order() -> None:
+    # given: problems found by different checks (a row's fields first, the foreign keys after)
+    from bankgrowth.warehouse.ingest import LoadReport, Problem
+
+    report = LoadReport("kyc.csv", "imported_tag_kyc_grade", "abc", read=5, loaded=2, quarantined=3, problem_count=3)
+    report.problems = [
+        Problem(6, "customer_id", "an integer >= 1", "xyz"),
+        Problem(4, "value", "a value (text)", "(empty)"),
+        Problem(5, "customer_id", "a customer_id that exists in customers", "999999"),
+    ]
+    # when
+    console = Console(record=True, width=200)
+    render.load_report(console, report)
+    lines = [line.split("│")[0].strip() for line in console.export_text().splitlines() if "│" in line]
+    # then
+    assert lines == ["4", "5", "6"]
+
+
+def test_results_before_any_outcome_data_say_so_instead_of_a_zero_lift() -> None:
+    # given: a campaign launched after the warehouse's last transaction
+    from dataclasses import replace
+
+    res = _results("conversion", np.zeros(50), np.zeros(50))
+    launched = datetime(2026, 12, 3, 14, 17, tzinfo=UTC)
+    res = replace(res, window_start=launched, data_until=datetime(2026, 10, 31, 15, 59, tzinfo=UTC), complete=False)
+    # when
+    console = Console(record=True, width=400)
+    render.campaign_results(console, res, {}, ZoneInfo("Asia/Shanghai"))
+    text = console.export_text()
+    # then
+    assert "no outcome to measure yet" in text
+    assert "ends 2026-10-31 23:59+08:00, before the launch at 2026-12-03 22:17+08:00" in text
+    assert "pp [" not in text and "CUPED" not in text

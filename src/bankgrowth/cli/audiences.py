@@ -155,6 +155,7 @@ def count_cmd(
 def preview_cmd(code: str, limit: int = 20, as_of: AsOf = None, org: Org = None) -> None:
     """A few members with their main tags (personal data masked)."""
     from bankgrowth.audiences import service as audiences
+    from bankgrowth.insight.service import catalog_tags
 
     s = settings()
     with warehouse(s) as con, transaction(s) as session:
@@ -167,7 +168,8 @@ def preview_cmd(code: str, limit: int = 20, as_of: AsOf = None, org: Org = None)
             as_of=_day(as_of),
             timezone=s.timezone,
         )
-    render.records(console, f"{code} · preview 预览", rows, s.tz)
+        units = {tag.name: tag.unit for tag in catalog_tags(con) if tag.unit}
+    render.records(console, f"{code} · preview 预览", rows, s.tz, units)
 
 
 @audiences_app.command("snapshot")

@@ -20,6 +20,7 @@ from bankgrowth.cli import render
 from bankgrowth.cli.common import (
     console,
     fail,
+    from_json_file,
     principal,
     progress_bar,
     settings,
@@ -135,7 +136,7 @@ def create_cmd(
     """Define a campaign from a JSON file; it starts as a draft."""
     from bankgrowth.campaigns import service as campaigns
 
-    data = CampaignCreate.model_validate(_json(path))
+    data = from_json_file(path, CampaignCreate)
     s = settings()
     with transaction(s) as session:
         campaigns.create(session, principal=principal(session, org), data=data)
@@ -250,9 +251,9 @@ def launch_cmd(
     with store(s) as engine, warehouse(s) as con, Session(engine, expire_on_commit=False) as session:
         c = flows.launch(session, con, principal=principal(session, org), code=code, at=when, timezone=s.timezone)
         p = campaigns.progress(session, principal=principal(session, org), code=code)
-    assert p.execution is not None
+    assert p.execution is not None and c.launched_at is not None
     console.print(
-        f"{c.code} launched at {c.launched_at:%Y-%m-%d %H:%M %Z}: {p.execution.planned:,} in the audience, "
+        f"{c.code} launched at {render.instant(c.launched_at, s.tz)}: {p.execution.planned:,} in the audience, "
         f"{p.execution.control:,} held out as control",
         highlight=False,
     )
@@ -359,7 +360,7 @@ def results_cmd(
         if truth and truth_dir.is_dir():
             c = campaigns.get_or_raise(session, principal=who, code=code)
             true = {t.arm: t for t in true_effects(con, truth_dir, campaign_id=c.id, code=code)}
-    render.campaign_results(console, found, true)
+    render.campaign_results(console, found, true, s.tz)
 
 
 @campaigns_app.command("finish")

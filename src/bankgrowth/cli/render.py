@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, tzinfo
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -69,7 +71,7 @@ def load_report(console: Console, report: LoadReport, *, show: int = 10) -> None
         table = Table(show_edge=False, pad_edge=False)
         for col in ("line", "field", "expected", "found"):
             table.add_column(col, overflow="fold")
-        for p in report.problems[:show]:
+        for p in sorted(report.problems, key=lambda p: p.line)[:show]:  # in file order
             table.add_row(str(p.line), p.field, p.expected, p.found)
         tables.show(console, table)
         more = report.problem_count - min(show, len(report.problems))
@@ -87,14 +89,15 @@ def status(console: Console, status: WarehouseStatus, url: str, tz: tzinfo) -> N
     if status.problems_by_field:
         problems = Table(title="Quarantine by reason", title_justify="left")
         for col in ("table", "field", "expected", "rows"):
-            problems.add_column(col, overflow="fold")
+            problems.add_column(col, overflow="fold", justify="right" if col == "rows" else "left")
         for p in status.problems_by_field:
             problems.add_row(p["table_name"], p["field"], p["expected"], _n(int(p["rows"])))
         tables.show(console, problems)
     if status.recent_loads:
         loads = Table(title="Recent loads", title_justify="left")
         for col in ("load", "table", "file", "read", "loaded", "quarantined", "duplicates"):
-            loads.add_column(col, overflow="fold")
+            counted = col in ("read", "loaded", "quarantined", "duplicates")
+            loads.add_column(col, overflow="fold", justify="right" if counted else "left")
         for r in status.recent_loads:
             loads.add_row(
                 r["load_id"],
@@ -108,12 +111,17 @@ def status(console: Console, status: WarehouseStatus, url: str, tz: tzinfo) -> N
         tables.show(console, loads)
 
 
+def instant(value: datetime, tz: tzinfo) -> str:
+    """An instant as operators read it: in the business timezone, to the minute, with its offset."""
+    return value.astimezone(tz).isoformat(sep=" ", timespec="minutes")
+
+
 def _fmt(value: Any, tz: tzinfo) -> str:
     """Dates as they are; instants in the business timezone."""
     if value is None:
         return "—"
     if isinstance(value, datetime):
-        return value.astimezone(tz).isoformat(sep=" ", timespec="minutes")
+        return instant(value, tz)
     return str(value)
 
 
@@ -243,9 +251,10 @@ def demo_campaigns(console: Console, result: DemoResult) -> None:
 
 def reach(console: Console, r: DispatchReport) -> None:
     channels = ", ".join(f"{c} {_n(n)}" for c, n in sorted(r.by_channel.items()))
-    reasons = ", ".join(f"{k} {_n(v)}" for k, v in sorted(r.reasons.items())) or "none"
+    reasons = ", ".join(f"{k} {_n(v)}" for k, v in sorted(r.reasons.items()))
     console.print(
-        f"reach 触达: {_n(r.sent)} sent ({channels}); {_n(r.deferred)} deferrals ({reasons}), "
+        f"reach 触达: {_n(r.sent)} sent" + (f" ({channels})" if channels else "") + "; "
+        f"{_n(r.deferred)} deferrals" + (f" ({reasons})" if reasons else "") + ", "
         f"{_n(r.suppressed)} suppressed at dispatch, {_n(r.failed)} failed, {_n(r.receipts)} receipts",
         highlight=False,
     )
@@ -306,8 +315,21 @@ def _cell(metric: str, c: Cell) -> str:
     return f"{c.value} {_goal_value(metric, c.lift.diff)} [{low}, {high}] (n={_n(c.n_treatment)}/{_n(c.n_control)})"
 
 
-def campaign_results(console: Console, res: Results, truth: dict[str, TrueEffect]) -> None:
+def campaign_results(console: Console, res: Results, truth: dict[str, TrueEffect], tz: tzinfo = UTC) -> None:
     goal = res.goal
+    if res.data_until is None or res.data_until < res.window_start:
+        ends = "holds no transactions" if res.data_until is None else f"ends {instant(res.data_until, tz)}"
+        console.print(
+            f"{res.campaign}: no outcome to measure yet — the warehouse's transactions {ends}, before the launch"
+            f" at {instant(res.window_start, tz)}. Load the days after it (a simulated bank: `bankgrowth simulate"
+            " advance`) and ask again.",
+            highlight=False,
+        )
+        if res.messages:
+            console.print(
+                "  messages: " + ", ".join(f"{k} {_n(v)}" for k, v in sorted(res.messages.items())), highlight=False
+            )
+        return
     title = (
         f"{res.campaign}: lift vs control 提升 (goal {goal.metric}, {goal.window_days} days from "
         f"{res.window_start:%Y-%m-%d}{'' if res.complete else ', window not complete yet'})"
@@ -609,6 +631,8 @@ def tag_detail(console: Console, s: TagStats) -> None:
 
 
 def _num(v: Any, unit: str = "") -> str:
+    if v is None:
+        return "— (none 无)"
     if isinstance(v, bool):
         return "yes 是" if v else "no 否"
     if unit == "fen" and isinstance(v, int | float):
@@ -715,20 +739,27 @@ def agreement(console: Console, a: Agreement) -> None:
     tables.show(console, table)
 
 
-def records(console: Console, title: str, rows: list[dict[str, Any]], tz: tzinfo) -> None:
-    """A plain table of records (orgs, keys, pools, settlement, audit entries): datetimes in the
-    business timezone and on one line, money kept in fen (a `…_fen` field) shown in yuan, counts
-    with thousands separators and right-aligned; identifiers as they are."""
+def records(
+    console: Console, title: str, rows: list[dict[str, Any]], tz: tzinfo, units: Mapping[str, str] | None = None
+) -> None:
+    """A plain table of records (orgs, keys, pools, settlement, audit entries, audience members):
+    datetimes in the business timezone and on one line, money kept in fen (a `…_fen` field, or a
+    column whose unit in ``units`` is ``fen``, as a tag's) shown in yuan, shares as percentages,
+    counts with thousands separators and right-aligned; identifiers as they are."""
     if not rows:
         console.print(f"{title}: none")
         return
+    units = units or {}
     table = Table(title=title, title_justify="left")
-    formats = {}
+    formats: dict[str, Callable[[Any], str]] = {}
     for column in rows[0]:
         values = [row[column] for row in rows if row[column] is not None]
         if column.endswith("_fen"):
             table.add_column(column.removesuffix("_fen") + " ¥", justify="right")
             formats[column] = lambda v: _yuan(Decimal(v) / 100)
+        elif units.get(column) in ("fen", "share"):
+            table.add_column(column, justify="right")
+            formats[column] = partial(_num, unit=units[column])
         elif values and all(type(v) is int for v in values) and not _identifier(column):
             table.add_column(column, justify="right")
             formats[column] = _n

@@ -162,6 +162,15 @@ def _user_snapshot(user: User) -> dict[str, Any]:
 
 def in_scope_org(session: Session, principal: Principal, org_id: str) -> Org:
     org = session.get(Org, org_id)
+    if org is None and session.scalars(select(Org.id).limit(1)).first() is None:
+        raise Conflict(
+            f"no org {org_id}: the org tree is empty; build it from the warehouse's branches with"
+            " `bankgrowth orgs sync` (or create the first admin with `bankgrowth admin create`)",
+            f"没有机构 {org_id}：机构树为空，请先运行 `bankgrowth orgs sync` 从数仓的机构表同步"
+            "（或用 `bankgrowth admin create` 创建首个管理员）",
+            code="no_orgs",
+            details={"object": "org", "id": org_id},
+        )
     if org is None or not principal.scope.allows(org.id):
         raise _not_found("org", org_id, "机构")
     return org
