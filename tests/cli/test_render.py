@@ -160,12 +160,12 @@ def test_audience_members_show_tag_amounts_in_yuan_and_shares_as_percentages() -
     assert second == ["29", "杜*", "", "", "41"]
 
 
-def test_a_tags_missing_value_is_named_not_printed_as_none() -> None:
-    # given: a string tag whose most common value is missing
+def test_a_tags_missing_value_is_named_not_printed_as_none_and_a_rare_value_not_as_zero() -> None:
+    # given: a string tag whose most common value is missing, held by 2 of 20,000 customers
     from bankgrowth.insight.service import TagStats
 
     tag = next(t for t in CATALOG if t.name == "preferred_institution")
-    stats = TagStats(tag=tag, rows=10, coverage=0.4, nonzero=None, top=[(None, 6), ("alipay", 4)])
+    stats = TagStats(tag=tag, rows=20_000, coverage=0.0001, nonzero=None, top=[(None, 19_998), ("alipay", 2)])
     # when
     console = Console(record=True, width=200)
     render.tag_detail(console, stats)
@@ -173,6 +173,9 @@ def test_a_tags_missing_value_is_named_not_printed_as_none() -> None:
     # then
     assert "None" not in text
     assert "— (none 无)" in text and "alipay" in text
+    assert "coverage <0.1% of 20,000 customers" in text
+    rows = {line.split("│")[0].strip(): line.split("│")[2].strip() for line in text.splitlines() if "│" in line}
+    assert rows == {"— (none 无)": ">99.9%", "alipay": "<0.1%"}
 
 
 def test_the_cuped_interval_is_said_narrower_wider_or_as_wide_never_minus_zero() -> None:

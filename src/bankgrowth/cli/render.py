@@ -588,8 +588,8 @@ def tag_catalog(console: Console, stats: list[TagStats]) -> None:
     for col in ("tag", "标签", "category", "coverage", "non-zero", "kind", "type"):
         table.add_column(col, justify="right" if col in ("coverage", "non-zero") else "left", no_wrap=col == "tag")
     for s in stats:
-        nonzero = "" if s.nonzero is None else f"{s.nonzero:.1%}"
-        table.add_row(s.tag.name, s.tag.zh, s.tag.category, f"{s.coverage:.1%}", nonzero, s.tag.kind, s.tag.dtype)
+        nonzero = "" if s.nonzero is None else _share(s.nonzero)
+        table.add_row(s.tag.name, s.tag.zh, s.tag.category, _share(s.coverage), nonzero, s.tag.kind, s.tag.dtype)
     tables.show(console, table)
 
 
@@ -603,8 +603,8 @@ def tag_detail(console: Console, s: TagStats) -> None:
         highlight=False,
     )
     console.print(
-        f"coverage {s.coverage:.1%} of {_n(s.rows)} customers"
-        + ("" if s.nonzero is None else f"; non-zero {s.nonzero:.1%}")
+        f"coverage {_share(s.coverage)} of {_n(s.rows)} customers"
+        + ("" if s.nonzero is None else f"; non-zero {_share(s.nonzero)}")
     )
     if s.summary:
         console.print("  ".join(f"{k} {_num(v, t.unit)}" for k, v in s.summary.items()), highlight=False)
@@ -616,7 +616,7 @@ def tag_detail(console: Console, s: TagStats) -> None:
         table.add_column("")
         for b in s.histogram:
             share = b.customers / s.rows if s.rows else 0
-            table.add_row(_range(b.low, b.high, t.dtype == "int", t.unit), _n(b.customers), f"{share:.1%}", _bar(share))
+            table.add_row(_range(b.low, b.high, t.dtype == "int", t.unit), _n(b.customers), _share(share), _bar(share))
         tables.show(console, table)
     if s.top:
         table = Table(show_edge=False)
@@ -626,8 +626,16 @@ def tag_detail(console: Console, s: TagStats) -> None:
         table.add_column("")
         for value, count in s.top:
             share = count / s.rows if s.rows else 0
-            table.add_row(_num(value, t.unit), _n(count), f"{share:.1%}", _bar(share))
+            table.add_row(_num(value, t.unit), _n(count), _share(share), _bar(share))
         tables.show(console, table)
+
+
+def _share(x: float) -> str:
+    """A share to one decimal place; a few customers out of many read "<0.1%", not "0.0%", and all
+    but a few ">99.9%", not "100.0%"."""
+    if 0 < x < 0.0005:
+        return "<0.1%"
+    return ">99.9%" if 0.9995 <= x < 1 else f"{x:.1%}"
 
 
 def _num(v: Any, unit: str = "") -> str:
