@@ -325,10 +325,7 @@ def campaign_results(console: Console, res: Results, truth: dict[str, TrueEffect
             " advance`) and ask again.",
             highlight=False,
         )
-        if res.messages:
-            console.print(
-                "  messages: " + ", ".join(f"{k} {_n(v)}" for k, v in sorted(res.messages.items())), highlight=False
-            )
+        _messages(console, res)
         return
     title = (
         f"{res.campaign}: lift vs control 提升 (goal {goal.metric}, {goal.window_days} days from "
@@ -391,6 +388,11 @@ def campaign_results(console: Console, res: Results, truth: dict[str, TrueEffect
             parts = [_cell(goal.metric, c) for c in breakdown if c.lift is not None]
             if parts:
                 console.print(f"  {label}: " + "; ".join(parts), highlight=False)
+    _messages(console, res)
+
+
+def _messages(console: Console, res: Results) -> None:
+    """The campaign's messages by outcome: delivered, opened, deferred, suppressed, …"""
     if res.messages:
         console.print(
             "  messages: " + ", ".join(f"{k} {_n(v)}" for k, v in sorted(res.messages.items())), highlight=False
