@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -40,11 +39,6 @@ def demo_catalog() -> Catalog:
     """The catalog ``make demo`` installs: a ¥5 activation voucher, the savings card and their budgets."""
     text = resources.files("bankgrowth.rights").joinpath("demo_catalog.json").read_text(encoding="utf-8")
     return Catalog.model_validate(json.loads(text))
-
-
-def read(path: Path) -> Catalog:
-    """A catalog file (JSON). Its shape is the API's: ``RightCreate``, ``PoolCreate``, ``ProductCreate``."""
-    return Catalog.model_validate(json.loads(path.read_text(encoding="utf-8")))
 
 
 def install(session: Session, *, principal: Principal, catalog: Catalog) -> Installed:
