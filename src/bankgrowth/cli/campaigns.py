@@ -23,6 +23,7 @@ from bankgrowth.cli.common import (
     from_json_file,
     principal,
     progress_bar,
+    read_json,
     settings,
     store,
     transaction,
@@ -36,13 +37,6 @@ dnc_app = typer.Typer(help="Do-not-contact (免打扰) entries of customers.", n
 campaigns_app.add_typer(dnc_app, name="dnc")
 Org = Annotated[str | None, typer.Option("--org", help="Act within this org's subtree (default: HQ).")]
 CodeArg = Annotated[str, typer.Argument(help="The campaign's code.")]
-
-
-def _json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise fail(f"{path}: line {exc.lineno}, column {exc.colno}: not JSON: {exc.msg}") from None
 
 
 def _at(value: str | None) -> datetime | None:
@@ -183,7 +177,7 @@ def edit_cmd(
     """Write a new version of a draft or rejected campaign's definition."""
     from bankgrowth.campaigns import service as campaigns
 
-    definition = campaigns.parse_definition(_json(path))
+    definition = campaigns.parse_definition(read_json(path))
     s = settings()
     with transaction(s) as session:
         campaigns.update(session, principal=principal(session, org), code=code, definition=definition)

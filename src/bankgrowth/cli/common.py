@@ -106,16 +106,21 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "…"
 
 
-def from_json_file(path: Path, model: type[M]) -> M:
-    """A JSON file read as ``model``; a problem names the file and the place in it."""
+def read_json(path: Path) -> Any:
+    """A JSON file's contents; a file that is missing or not JSON is one line naming where."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise fail(f"{path}: no such file") from None
     except UnicodeDecodeError as exc:
         raise fail(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise fail(f"{path}: line {exc.lineno}, column {exc.colno}: not JSON: {exc.msg}") from None
+
+
+def from_json_file(path: Path, model: type[M]) -> M:
+    """A JSON file read as ``model``; a problem names the file and the place in it."""
+    data = read_json(path)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
