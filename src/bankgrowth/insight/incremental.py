@@ -57,6 +57,7 @@ from bankgrowth.insight.compute import (
 )
 from bankgrowth.insight.lifecycle import Thresholds
 from bankgrowth.insight.tags import BUILTIN_TAGS, TIME_COLUMN, Agg, Ctx, Tag, context
+from bankgrowth.warehouse.engine import materialise
 
 if TYPE_CHECKING:
     from ibis.backends import BaseBackend
@@ -180,8 +181,7 @@ def apply_counts_delta(con: BaseBackend, state: str, delta: str) -> None:
 
 def _scratch(con: BaseBackend, name: str, expr: ir.Table) -> ir.Table:
     """Materialise an intermediate table; on DuckDB a temporary one (in memory, not logged)."""
-    con.create_table(name, expr, overwrite=True, temp=con.name == "duckdb")
-    return con.table(name)
+    return materialise(con, name, expr, temp=con.name == "duckdb")
 
 
 def _redo_values(

@@ -45,6 +45,7 @@ from bankgrowth.insight.compute import base_columns, present
 from bankgrowth.insight.lifecycle import Thresholds, stage_expr
 from bankgrowth.insight.tags import BUILTIN_TAGS, Tag, context, end_of_day
 from bankgrowth.insight.value import SCORED, cut_points, scores_from_cuts
+from bankgrowth.warehouse.engine import materialise
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -323,7 +324,7 @@ def stage_rows(
     # a day's changed rows go through a temporary table (in memory, not logged: they are written
     # once, into the history); a complete version's 2M rows through a table that can spill
     temp = not complete and con.name == "duckdb"
-    con.create_table(scratch, rows.select("customer_id", *base_columns(tags)), overwrite=True, temp=temp)
+    materialise(con, scratch, rows.select("customer_id", *base_columns(tags)), temp=temp)
 
 
 def write_version(
