@@ -74,7 +74,8 @@ def test_audiences_end_to_end_through_the_api(fresh_world: World) -> None:
         "customer_ids": [str(a_ids[0]), str(a_ids[1]), "0", "x"],
     }
     listed = call("POST", "/api/v1/audience-lists", "a_operator", 201, json=upload).json()
-    assert (listed["accepted"], listed["unknown"]) == (2, ["0", "x"])
+    assert (listed["accepted"], listed["unknown"], listed["unknown_count"]) == (2, ["0"], 1)
+    assert (listed["malformed"], listed["malformed_count"]) == ([{"position": 4, "value": "x"}], 1)
 
     # the core segments are HQ's to install (here already installed), and every branch can use it
     assert call("POST", "/api/v1/audiences/core-segments", "hq_admin", 200).json() == []

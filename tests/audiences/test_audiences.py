@@ -148,7 +148,8 @@ def test_an_uploaded_list_reports_unknown_ids_and_keeps_the_rest_and_nests(bank:
         )
     # then
     assert (up.accepted, up.duplicates) == (5, 1)
-    assert up.unknown == [str(b02), "999999999", "12a"]
+    assert up.unknown == [str(b02), "999999999"]
+    assert up.malformed == [(9, "12a")]  # the ninth id, named apart from the numbers that are not customers
     assert _members(bank, "t.vip", "B01") == set(b01)
     assert _members(bank, nested.code, "B01") == set(b01) & bank.ids(lambda r: r["stage"] == "super")
     with Session(bank.store, expire_on_commit=False) as s, pytest.raises(NotFound):

@@ -12,7 +12,7 @@ import json
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -261,12 +261,15 @@ class Upload:
     audience: Audience
     accepted: int
     duplicates: int
-    unknown: list[str]  # not customer numbers, not customers, or customers outside the caller's scope
+    unknown: list[str]  # customer numbers that are not customers, or customers outside the caller's scope
+    # (position among the uploaded ids, from 1; the id) of each id that is not a customer number
+    malformed: list[tuple[int, str]] = field(default_factory=list)
 
 
 def upload(session: Session, con: BaseBackend, *, principal: Principal, data: ListUpload) -> Upload:
     """Create a list audience, or a new version of one, from customer numbers. Ids that are not
-    customers in the caller's scope are reported, never silently dropped; the rest are kept."""
+    customer numbers (``malformed``, with their position) and numbers that are not customers in
+    the caller's scope (``unknown``) are reported, never silently dropped; the rest are kept."""
     principal.require(Permission.WRITE)
     audience = session.scalar(select(Audience).where(Audience.code == data.code))
     if audience is not None:
@@ -278,7 +281,8 @@ def upload(session: Session, con: BaseBackend, *, principal: Principal, data: Li
             )
     org = in_scope_org(session, principal, audience.org_id if audience else data.org_id or principal.scope.org_id)
     raw = [c.strip() for c in data.customer_ids]
-    numbers = [int(c) for c in raw if c.isdigit() and len(c) <= 18]
+    malformed = [(i, c) for i, c in enumerate(raw, 1) if not _customer_number(c)]
+    numbers = [int(c) for c in raw if _customer_number(c)]
     wanted = sorted(set(numbers))
     customers = con.table("customers")
     ids = ibis.memtable(pa.table({"customer_id": pa.array(wanted, pa.int64())}))
@@ -286,13 +290,14 @@ def upload(session: Session, con: BaseBackend, *, principal: Principal, data: Li
     if not principal.scope.is_root:
         known = known.filter(known.branch_id.isin(sorted(principal.scope.org_ids or ())))
     found = set(known.customer_id.to_pyarrow().to_pylist())
-    unknown = [c for c in dict.fromkeys(raw) if not (c.isdigit() and len(c) <= 18 and int(c) in found)]
+    unknown = [c for c in dict.fromkeys(raw) if _customer_number(c) and int(c) not in found]
     if not found:
         raise Invalid(
-            f"none of the {len(raw)} ids is a customer in your scope",
+            f"none of the {len(raw)} ids is a customer in your scope"
+            + (f" ({len(malformed)} of them not customer numbers)" if malformed else ""),
             f"{len(raw)} 个编号中没有本机构范围内的客户",
             code="no_known_customers",
-            details={"unknown": unknown[:100]},
+            details={"unknown": unknown[:100], "malformed": [{"position": i, "value": c} for i, c in malformed[:100]]},
         )
     if audience is None:
         audience = _add_audience(session, data, org_id=org.id, kind="list", actor=principal.actor)
@@ -300,7 +305,8 @@ def upload(session: Session, con: BaseBackend, *, principal: Principal, data: Li
         audience.version += 1
         audience.updated_at = utcnow()
     kept = sorted(found)
-    _new_version(session, audience, principal.actor, None, list_size=len(kept), unknown_ids=unknown[:10_000])
+    rejected = unknown + [c for _, c in malformed]  # kept with the version: every id not taken
+    _new_version(session, audience, principal.actor, None, list_size=len(kept), unknown_ids=rejected[:10_000])
     members_store.pair(con, installation.key(session))
     members_store.write_list(con, audience.id, audience.version, kept)
     audit.record(
@@ -310,9 +316,19 @@ def upload(session: Session, con: BaseBackend, *, principal: Principal, data: Li
         object_type="audience",
         object_id=audience.code,
         org_id=audience.org_id,
-        after={"version": audience.version, "accepted": len(kept), "unknown": len(unknown)},
+        after={
+            "version": audience.version,
+            "accepted": len(kept),
+            "unknown": len(unknown),
+            "malformed": len(malformed),
+        },
     )
-    return Upload(audience, len(kept), len(numbers) - len(set(numbers)), unknown)
+    return Upload(audience, len(kept), len(numbers) - len(set(numbers)), unknown, malformed)
+
+
+def _customer_number(text: str) -> bool:
+    """A customer number as the warehouse holds one: 1 to 18 ASCII digits (a BIGINT)."""
+    return 0 < len(text) <= 18 and text.isascii() and text.isdigit()
 
 
 # --- evaluation ---------------------------------------------------------------------------------

@@ -282,6 +282,12 @@ def export(
     "/audience-lists",
     status_code=201,
     summary="Upload customer ids as a list audience (上传名单); ids that are not customers are reported",
+    description=(
+        "`unknown`: customer numbers that are not customers in your scope; `malformed`: ids that are not "
+        "customer numbers (1 to 18 digits), each with its position in `customer_ids`, from 1. Both lists "
+        "hold the first 1,000; `unknown_count` and `malformed_count` say how many there were. The rest "
+        "of the list is kept."
+    ),
 )
 def upload(body: ListUpload, session: SessionDep, con: WarehouseDep, principal: Writer) -> dict[str, Any]:
     with session.begin():
@@ -292,6 +298,8 @@ def upload(body: ListUpload, session: SessionDep, con: WarehouseDep, principal: 
             "duplicates": up.duplicates,
             "unknown": up.unknown[:1000],
             "unknown_count": len(up.unknown),
+            "malformed": [{"position": i, "value": v} for i, v in up.malformed[:1000]],
+            "malformed_count": len(up.malformed),
         }
 
 

@@ -82,7 +82,11 @@ def show_cmd(
         console.print(f"rule: {v.text}", highlight=False)
         console.print_json(json.dumps(v.rule, ensure_ascii=False))
     else:
-        console.print(f"uploaded list: {v.list_size:,} customers; {len(v.unknown_ids or [])} ids were not customers")
+        left_out = len(v.unknown_ids or [])
+        console.print(
+            f"uploaded list: {v.list_size:,} customers; "
+            f"{left_out} ids left out (not customers in scope, or not customer numbers)"
+        )
     for snap in snaps:
         console.print(f"snapshot {snap.id}: version {snap.version}, as of {snap.as_of}, {snap.members:,} members")
 
@@ -249,16 +253,24 @@ def export_cmd(
     console.print(f"wrote {n:,} members to {out}")
 
 
-def _read_ids(path: Path) -> list[str]:
-    """One id per line, or a CSV with a customer_id column."""
-    text = path.read_text(encoding="utf-8-sig")
-    lines = [line for line in text.splitlines() if line.strip()]
-    if (lines and "," in lines[0]) or (lines and lines[0].strip().lower() == "customer_id"):
-        reader = csv.DictReader(lines)
-        if "customer_id" not in (reader.fieldnames or []):
-            raise fail(f"{path}: line 1: expected a customer_id column, found {reader.fieldnames}")
-        return [row["customer_id"] or "" for row in reader]
-    return [line.strip() for line in lines]
+def _read_ids(path: Path) -> list[tuple[int, str]]:
+    """(line, id): one id per line, or a CSV with a customer_id column; blank lines skipped."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise fail(f"{path}: cannot read: {exc}") from None
+    lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    if lines and ("," in lines[0][1] or lines[0][1].strip().lower() == "customer_id"):
+        header = next(csv.reader([lines[0][1]]))
+        if "customer_id" not in header:
+            raise fail(f"{path}: line {lines[0][0]}: expected a customer_id column, found {header}")
+        column = header.index("customer_id")
+        out = []
+        for n, line in lines[1:]:
+            row = next(csv.reader([line]))
+            out.append((n, row[column] if column < len(row) else ""))
+        return out
+    return [(n, line.strip()) for n, line in lines]
 
 
 @audiences_app.command("upload")
@@ -273,20 +285,36 @@ def upload_cmd(
 
     Ids that are not customers in your scope are listed, not dropped silently."""
     from bankgrowth.audiences import service as audiences
+    from bankgrowth.errors import Invalid
 
     s = settings()
     ids = _read_ids(file)
     if not ids:
         raise fail(f"{file}: no ids")
-    with warehouse(s) as con, transaction(s) as session:
-        up = audiences.upload(
-            session,
-            con,
-            principal=principal(session, org),
-            data=ListUpload(code=code, name_zh=zh, name_en=en, customer_ids=ids),
-        )
-        version = up.audience.version
+
+    def not_numbers(malformed: list[tuple[int, str]]) -> list[str]:
+        lines = [f"  {file}: line {ids[i - 1][0]}: expected a customer number, found {v!r}" for i, v in malformed[:20]]
+        return lines + ([f"  … and {len(malformed) - 20:,} more"] if len(malformed) > 20 else [])
+
+    try:
+        with warehouse(s) as con, transaction(s) as session:
+            up = audiences.upload(
+                session,
+                con,
+                principal=principal(session, org),
+                data=ListUpload(code=code, name_zh=zh, name_en=en, customer_ids=[i for _, i in ids]),
+            )
+            version = up.audience.version
+    except Invalid as exc:
+        if exc.code != "no_known_customers":
+            raise
+        malformed = [(m["position"], m["value"]) for m in exc.details.get("malformed", [])]
+        raise fail("\n".join([exc.en, *not_numbers(malformed)])) from None
     console.print(f"{code} version {version}: {up.accepted:,} customers; {up.duplicates:,} repeated ids counted once")
+    if up.malformed:
+        console.print(f"[yellow]{len(up.malformed):,} ids are not customer numbers (1 to 18 digits)[/]:")
+        for line in not_numbers(up.malformed):
+            console.print(line, highlight=False)
     if up.unknown:
         console.print(f"[yellow]{len(up.unknown):,} ids are not customers in scope[/]: {', '.join(up.unknown[:20])}")
 
