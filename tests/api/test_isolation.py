@@ -82,6 +82,18 @@ BODIES: dict[tuple[str, str], dict[str, Any] | None] = {
         "org_id": "B02",
     },
     ("POST", "/api/v1/rights/{right_code}/codes"): {"codes": ["ABC123"]},
+    ("POST", "/api/v1/rights/catalog"): {
+        "rights": [
+            {
+                "code": "intruder",
+                "kind": "points",
+                "name_zh": "积分",
+                "name_en": "Points",
+                "unit_cost_fen": 1,
+                "org_id": "B02",
+            }
+        ]
+    },
     ("POST", "/api/v1/pools"): {
         "code": "intruder",
         "name_zh": "池",

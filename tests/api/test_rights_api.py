@@ -18,6 +18,7 @@ from tests.api.conftest import World
 RIGHTS_MUTATIONS = {
     ("POST", "/api/v1/rights"),
     ("POST", "/api/v1/rights/{right_code}/codes"),
+    ("POST", "/api/v1/rights/catalog"),
     ("POST", "/api/v1/pools"),
     ("POST", "/api/v1/pools/{pool_code}/allocations"),
     ("POST", "/api/v1/grants"),
@@ -71,6 +72,20 @@ def test_rights_end_to_end_through_the_api(fresh_world: World) -> None:
     call("POST", "/api/v1/rights", "hq_admin", 422, json={**_voucher("huge"), "face_value_fen": 2**70})
     # HQ builds the catalog and a budget; branch A gets part of it
     call("POST", "/api/v1/rights", "hq_admin", 201, json=_voucher("wx5"))
+    # a catalog: what is missing is created, what is present kept, what differs named and left alone
+    pool = {"code": "cat_pool", "name_zh": "目录", "name_en": "Catalog pool", "limit_units": 2}
+    book = {"rights": [_voucher("wx5"), _voucher("wx6", face_value_fen=600)], "pools": [pool]}
+    done = call("POST", "/api/v1/rights/catalog", "hq_admin", 200, json=book).json()
+    assert done == {"created": ["right wx6", "pool cat_pool"], "kept": ["right wx5"], "differing": []}
+    changed = {**book, "rights": [_voucher("wx5", face_value_fen=800)]}
+    differing = call("POST", "/api/v1/rights/catalog", "hq_admin", 200, json=changed).json()["differing"]
+    assert differing == ["right wx5: face_value_fen is 500 here, 800 in the catalog"]
+    assert call("GET", "/api/v1/rights/wx5", "hq_admin", 200).json()["face_value_fen"] == 500
+    # all or nothing: a branch admin's catalog with another branch's pool creates neither entry
+    theirs = {"rights": [_voucher("a_cat", org_id="B01-S01")], "pools": [{**pool, "code": "b_cat", "org_id": "B02"}]}
+    refused = call("POST", "/api/v1/rights/catalog", "a_admin", json=theirs)
+    assert refused.status_code == 404 and "pools[0] b_cat" in refused.json()["error"]["message"]["en"]
+    assert call("GET", "/api/v1/rights/a_cat", "a_admin").status_code == 404
     call(
         "POST",
         "/api/v1/pools",

@@ -62,8 +62,8 @@ def test_an_entry_present_with_other_terms_is_named_and_left_as_it_is(store: Eng
     # then
     assert done.created == []
     assert done.differing == [
-        "right demo.voucher5: face_value_fen is 500 here, 600 in the file",
-        "pool demo.activation: org_id is 'HQ' here, 'B01' in the file",
+        "right demo.voucher5: face_value_fen is 500 here, 600 in the catalog",
+        "pool demo.activation: org_id is 'HQ' here, 'B01' in the catalog",
     ]
     with Session(store) as s:
         assert s.scalar(select(Right.face_value_fen).where(Right.code == "demo.voucher5")) == 500

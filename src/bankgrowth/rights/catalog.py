@@ -4,7 +4,7 @@ same file again changes nothing. An entry that exists with other values is repor
 a right or a pool may already have been granted from, and its terms are part of that history.
 
 One call is one transaction: an entry that cannot be created (an org outside the caller's scope,
-a card whose bundle names an unknown right) fails the whole install, named by its place in the file.
+a card whose bundle names an unknown right) fails the whole install, named by its place in the catalog.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bankgrowth.errors import BankgrowthError
+from bankgrowth.platform import audit
 from bankgrowth.platform.access import Permission, Principal
 from bankgrowth.rights import savings_card
 from bankgrowth.rights import service as rights_service
@@ -64,7 +65,7 @@ def install(session: Session, *, principal: Principal, catalog: Catalog) -> Inst
                 continue
             wanted_org = entry.org_id or principal.scope.org_id
             differences = _differences(stored, entry) + (
-                [f"org_id is {_text(stored.org_id)} here, {_text(wanted_org)} in the file"]
+                [f"org_id is {_text(stored.org_id)} here, {_text(wanted_org)} in the catalog"]
                 if stored.org_id != wanted_org
                 else []
             )
@@ -72,6 +73,15 @@ def install(session: Session, *, principal: Principal, catalog: Catalog) -> Inst
                 done.differing.append(f"{name}: " + "; ".join(differences))
             else:
                 done.kept.append(name)
+    # each entry created is audited as it is created; the install itself too, with what it left alone
+    audit.record(
+        session,
+        principal=principal,
+        action="rights.catalog_install",
+        object_type="catalog",
+        org_id=principal.scope.org_id,
+        after={"created": done.created, "kept": done.kept, "differing": done.differing},
+    )
     return done
 
 
@@ -80,7 +90,7 @@ def _differences(stored: Any, entry: BaseModel) -> list[str]:
     for name, value in entry.model_dump(exclude={"org_id"}).items():
         have, want = _plain(getattr(stored, name)), _plain(value)
         if have != want:
-            found.append(f"{name} is {_text(have)} here, {_text(want)} in the file")
+            found.append(f"{name} is {_text(have)} here, {_text(want)} in the catalog")
     return found
 
 

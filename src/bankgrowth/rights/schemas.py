@@ -278,3 +278,11 @@ class Catalog(Model):
     rights: list[RightCreate] = Field(default_factory=list)
     pools: list[PoolCreate] = Field(default_factory=list)
     savings_cards: list[ProductCreate] = Field(default_factory=list)
+
+
+class CatalogInstalled(Model):
+    """What installing a catalog did, each entry named by kind and code (``right demo.voucher5``)."""
+
+    created: list[str]
+    kept: list[str] = Field(description="Present already, with the catalog's values.")
+    differing: list[str] = Field(description="Present with other values, left as they are: each with what differs.")

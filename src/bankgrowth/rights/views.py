@@ -15,7 +15,7 @@ from bankgrowth.api.deps import SessionDep, SettingsDep, WarehouseDep, allow, so
 from bankgrowth.config import Settings
 from bankgrowth.errors import Invalid
 from bankgrowth.platform.access import Permission, Principal
-from bankgrowth.rights import flows, savings_card, settlement
+from bankgrowth.rights import catalog, flows, savings_card, settlement
 from bankgrowth.rights import service as rights_service
 from bankgrowth.rights.models import Pool
 from bankgrowth.rights.payments import PaymentProvider
@@ -23,6 +23,8 @@ from bankgrowth.rights.schemas import (
     CODE,
     Allocation,
     CallbackResult,
+    Catalog,
+    CatalogInstalled,
     CodesImport,
     CodesImported,
     GrantCreate,
@@ -88,6 +90,23 @@ def create_right(body: RightCreate, session: SessionDep, principal: Writer) -> R
     with session.begin():
         right = rights_service.create_right(session, principal=principal, data=body)
     return RightRead.model_validate(right)
+
+
+@router.post(
+    "/rights/catalog",
+    response_model=CatalogInstalled,
+    summary="Install a catalog (安装权益目录): its missing rights, pools and savings cards",
+    description=(
+        "The body is what `bankgrowth rights install FILE` reads: rights, pools and savings cards, each in "
+        "the shape its own create route takes. Entries that are missing are created; entries present are "
+        "left as they are, and those present with other values are listed with what differs. One "
+        "transaction: if an entry cannot be created, none is, and the error names the entry."
+    ),
+)
+def install_catalog(body: Catalog, session: SessionDep, principal: Writer) -> CatalogInstalled:
+    with session.begin():
+        done = catalog.install(session, principal=principal, catalog=body)
+    return CatalogInstalled(created=done.created, kept=done.kept, differing=done.differing)
 
 
 @router.get("/rights/{right_code}", response_model=RightRead, summary="One right")
