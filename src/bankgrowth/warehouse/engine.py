@@ -167,10 +167,10 @@ def materialise(con: BaseBackend, name: str, expr: ir.Table, *, temp: bool = Fal
     """Write ``expr`` into the table ``name``, replacing any table of that name; returns it.
 
     On DuckDB the table is created empty, with the expression's Ibis types (a sum of integers is
-    ``int64``, not DuckDB's wider ``HUGEINT``), and the rows inserted into it. Ibis'
+    ``int64``, not DuckDB's wider ``HUGEINT``), and the rows inserted into it once. Ibis'
     ``create_table`` of an expression, when it replaces a temporary table, writes the rows into
-    a table of another name and copies every one of them into the new table: for the nightly
-    run's 385k changed rows of 80 columns that copy cost more than computing them.
+    a table of another name and then copies every one of them into the new table: writing 400k
+    rows of the 80 stored tag columns took 0.63–0.83 s that way and 0.55–0.61 s this way.
     """
     if con.name != "duckdb":
         con.create_table(name, expr, overwrite=True, temp=temp)
