@@ -166,7 +166,7 @@ def test_a_campaign_through_the_command_line(tmp_path: Path) -> None:
     assert removed.returncode == 0 and again.returncode == 1 and "no do-not-contact entry" in again.stderr
     assert upload.returncode == 0 and "cli.list version 1: 2 customers" in upload.stdout, upload.stderr
     assert f"{tmp_path / 'ids.csv'}: line 4: expected a customer number, found 'abc'" in upload.stdout
-    assert "1 ids are not customers in scope: 999999999" in upload.stdout
+    assert "1 id is not a customer in scope: 999999999" in upload.stdout
     assert typos.returncode == 1 and "none of the 2 ids is a customer" in typos.stderr  # each typo named, even so
     assert f"{tmp_path / 'typos.txt'}: line 3: expected a customer number, found '12b'" in typos.stderr
 

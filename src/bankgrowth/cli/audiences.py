@@ -312,11 +312,15 @@ def upload_cmd(
         raise fail("\n".join([exc.en, *not_numbers(malformed)])) from None
     console.print(f"{code} version {version}: {up.accepted:,} customers; {up.duplicates:,} repeated ids counted once")
     if up.malformed:
-        console.print(f"[yellow]{len(up.malformed):,} ids are not customer numbers (1 to 18 digits)[/]:")
+        n = len(up.malformed)
+        what = "id is not a customer number" if n == 1 else "ids are not customer numbers"
+        console.print(f"[yellow]{n:,} {what} (1 to 18 digits)[/]:")
         for line in not_numbers(up.malformed):
             console.print(line, highlight=False)
     if up.unknown:
-        console.print(f"[yellow]{len(up.unknown):,} ids are not customers in scope[/]: {', '.join(up.unknown[:20])}")
+        n = len(up.unknown)
+        what = "id is not a customer" if n == 1 else "ids are not customers"
+        console.print(f"[yellow]{n:,} {what} in scope[/]: {', '.join(up.unknown[:20])}")
 
 
 @audiences_app.command("segments")
