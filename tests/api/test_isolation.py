@@ -56,6 +56,14 @@ def branch_a_objects(world: World) -> dict[str, Any]:
 
 
 # Request bodies aimed at branch B (for mutating routes). Valid in shape, so only scope can refuse.
+INTRUDER_RIGHT = {
+    "code": "intruder",
+    "kind": "points",
+    "name_zh": "积分",
+    "name_en": "Points",
+    "unit_cost_fen": 1,
+    "org_id": "B02",
+}
 BODIES: dict[tuple[str, str], dict[str, Any] | None] = {
     ("POST", "/api/v1/auth/login"): {"username": "nobody", "password": "wrong-password"},
     ("POST", "/api/v1/auth/logout"): None,
@@ -73,27 +81,9 @@ BODIES: dict[tuple[str, str], dict[str, Any] | None] = {
     ("POST", "/api/v1/api-keys/{key_id}/rotate"): None,
     ("DELETE", "/api/v1/api-keys/{key_id}"): None,
     ("POST", "/api/v1/customers/{customer_id}/reveal"): None,
-    ("POST", "/api/v1/rights"): {
-        "code": "intruder",
-        "kind": "points",
-        "name_zh": "积分",
-        "name_en": "Points",
-        "unit_cost_fen": 1,
-        "org_id": "B02",
-    },
+    ("POST", "/api/v1/rights"): INTRUDER_RIGHT,
     ("POST", "/api/v1/rights/{right_code}/codes"): {"codes": ["ABC123"]},
-    ("POST", "/api/v1/rights/catalog"): {
-        "rights": [
-            {
-                "code": "intruder",
-                "kind": "points",
-                "name_zh": "积分",
-                "name_en": "Points",
-                "unit_cost_fen": 1,
-                "org_id": "B02",
-            }
-        ]
-    },
+    ("POST", "/api/v1/rights/catalog"): {"rights": [INTRUDER_RIGHT]},
     ("POST", "/api/v1/pools"): {
         "code": "intruder",
         "name_zh": "池",

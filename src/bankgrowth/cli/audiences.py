@@ -16,7 +16,7 @@ from bankgrowth.audiences import rules
 from bankgrowth.audiences.schemas import AudienceCreate, Definition, ListUpload
 from bankgrowth.audiences.segments import CORE_SEGMENTS
 from bankgrowth.cli import render, tables
-from bankgrowth.cli.common import console, fail, principal, settings, store, transaction, warehouse
+from bankgrowth.cli.common import console, fail, principal, read_json, settings, store, transaction, warehouse
 
 audiences_app = typer.Typer(
     help="Audiences (客群圈选): rules, counts, previews, snapshots, overlaps, lists, the core segments.",
@@ -41,10 +41,7 @@ def _definition(text: str | None, path: Path | None) -> dict[str, Any]:
     if (text is None) == (path is None):
         raise fail("give the rule with --rule TEXT or --json FILE (one of them)")
     if path is not None:
-        try:
-            return {"rule": json.loads(path.read_text(encoding="utf-8"))}
-        except json.JSONDecodeError as exc:
-            raise fail(f"{path}: line {exc.lineno}, column {exc.colno}: not JSON: {exc.msg}") from None
+        return {"rule": read_json(path)}
     return {"text": text}
 
 
