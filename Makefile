@@ -1,6 +1,9 @@
 # The README's commands. Each target sets up what it needs first, so a fresh clone works.
 .PHONY: setup demo test bench lint docs clean
 
+# pytest workers for `make test`: one per core by default (`make test TEST_WORKERS=0` runs in one process).
+TEST_WORKERS ?= auto
+
 
 setup:
 	@scripts/bootstrap.sh >/dev/null
@@ -12,7 +15,7 @@ test:
 	@UV="$$(scripts/bootstrap.sh --test | tail -n 1)" && \
 	  "$$UV" run --locked ruff check . && "$$UV" run --locked ruff format --check . && \
 	  "$$UV" run --locked mypy && "$$UV" run --locked lint-imports && \
-	  "$$UV" run --locked pytest
+	  "$$UV" run --locked pytest -n $(TEST_WORKERS) --dist loadfile
 
 bench:
 	@UV="$$(scripts/bootstrap.sh | tail -n 1)" && "$$UV" run --locked python -m benchmarks.run && \
