@@ -33,7 +33,10 @@ def _results(metric: str, treated: np.ndarray, control: np.ndarray) -> Results:
         redeemed_cost_yuan=Decimal("0.00"),
         roi=None,
         by_stage=[Cell("super", len(treated), len(control), lift), Cell("churned", 3, 2, None)],
-        by_institution=[Cell("alipay", len(treated), len(control), lift)],
+        by_institution=[
+            Cell("alipay", len(treated), len(control), lift),
+            Cell("none", len(treated), len(control), lift),
+        ],
     )
     start = datetime(2026, 11, 1, tzinfo=UTC)
     return Results("c", Goal(metric=metric), start, start, start, True, len(control), [arm])  # type: ignore[arg-type]
@@ -54,7 +57,10 @@ def test_the_breakdowns_show_the_goal_in_its_unit() -> None:
     by_stage = next(line for line in amount.splitlines() if "by stage:" in line)
     assert "super ¥+50.00 [¥" in by_stage and "(n=3/3)" in by_stage
     assert "churned" not in by_stage  # too small for a lift
-    assert any(line.strip().startswith("by institution: alipay ¥+50.00 [") for line in amount.splitlines())
+    by_institution = next(line for line in amount.splitlines() if "by institution:" in line)
+    assert by_institution.strip().startswith("by institution: alipay ¥+50.00 [")
+    # and: customers who never paid are named as having no preferred institution, not as one called "none"
+    assert "; no preferred institution ¥+50.00 [" in by_institution
     assert "by stage: super +25.00 pp [" in conversion
 
 

@@ -308,11 +308,17 @@ def _goal_value(metric: str, diff: float) -> str:
     return f"{diff:+.3f}"
 
 
-def _cell(metric: str, c: Cell) -> str:
+# How a breakdown names the group of customers it has no value for (measurement's "unknown" stage
+# and "none" institution: a customer who has never paid has no preferred institution).
+_NO_VALUE = {"by stage": {"unknown": "no stage"}, "by institution": {"none": "no preferred institution"}}
+
+
+def _cell(metric: str, c: Cell, name: str | None = None) -> str:
     """One group's goal lift with its interval and (treated/control) sizes, in the goal's unit."""
     assert c.lift is not None
     low, high = _goal_value(metric, c.lift.ci_low), _goal_value(metric, c.lift.ci_high)
-    return f"{c.value} {_goal_value(metric, c.lift.diff)} [{low}, {high}] (n={_n(c.n_treatment)}/{_n(c.n_control)})"
+    diff = _goal_value(metric, c.lift.diff)
+    return f"{name or c.value} {diff} [{low}, {high}] (n={_n(c.n_treatment)}/{_n(c.n_control)})"
 
 
 def campaign_results(console: Console, res: Results, truth: dict[str, TrueEffect], tz: tzinfo = UTC) -> None:
@@ -385,7 +391,8 @@ def campaign_results(console: Console, res: Results, truth: dict[str, TrueEffect
             highlight=False,
         )
         for label, breakdown in (("by stage", arm.by_stage), ("by institution", arm.by_institution)):
-            parts = [_cell(goal.metric, c) for c in breakdown if c.lift is not None]
+            names = _NO_VALUE[label]
+            parts = [_cell(goal.metric, c, names.get(c.value)) for c in breakdown if c.lift is not None]
             if parts:
                 console.print(f"  {label}: " + "; ".join(parts), highlight=False)
     _messages(console, res)
