@@ -146,7 +146,7 @@ def test_a_campaign_through_the_command_line(tmp_path: Path) -> None:
     results = run(["campaigns", "results", "demo.activation"], tmp_path)
     removed = run(["campaigns", "dnc", "remove", "1"], tmp_path)
     again = run(["campaigns", "dnc", "remove", "1"], tmp_path)
-    (tmp_path / "ids.csv").write_text("customer_id,note\n1,a\n2,b\nabc,typo\n\n999999999,gone\n")
+    (tmp_path / "ids.csv").write_text("customer_id,note\n1,a\n2,b\nabc,typo\n\n999999999,gone\n1,again\n")
     upload = run(["audiences", "upload", "cli.list", str(tmp_path / "ids.csv")], tmp_path)
     (tmp_path / "typos.txt").write_text("x1\n\n12b\n")
     typos = run(["audiences", "upload", "cli.typos", str(tmp_path / "typos.txt")], tmp_path)
@@ -164,7 +164,9 @@ def test_a_campaign_through_the_command_line(tmp_path: Path) -> None:
     assert "cli.act" in listing.stdout and "demo.activation" in listing.stdout
     assert results.returncode == 0 and "lift vs control" in results.stdout and "true" in results.stdout
     assert removed.returncode == 0 and again.returncode == 1 and "no do-not-contact entry" in again.stderr
-    assert upload.returncode == 0 and "cli.list version 1: 2 customers" in upload.stdout, upload.stderr
+    assert upload.returncode == 0 and "cli.list version 1: 2 customers; 1 repeated id counted once" in upload.stdout, (
+        upload.stderr
+    )
     assert f"{tmp_path / 'ids.csv'}: line 4: expected a customer number, found 'abc'" in upload.stdout
     assert "1 id is not a customer in scope: 999999999" in upload.stdout
     assert typos.returncode == 1 and "none of the 2 ids is a customer" in typos.stderr  # each typo named, even so

@@ -307,7 +307,11 @@ def upload_cmd(
             raise
         malformed = [(m["position"], m["value"]) for m in exc.details.get("malformed", [])]
         raise fail("\n".join([exc.en, *not_numbers(malformed)])) from None
-    console.print(f"{code} version {version}: {up.accepted:,} customers; {up.duplicates:,} repeated ids counted once")
+    repeated = ""
+    if up.duplicates:
+        what = "id" if up.duplicates == 1 else "ids"
+        repeated = f"; {up.duplicates:,} repeated {what} counted once"
+    console.print(f"{code} version {version}: {up.accepted:,} customers{repeated}")
     if up.malformed:
         n = len(up.malformed)
         what = "id is not a customer number" if n == 1 else "ids are not customer numbers"
