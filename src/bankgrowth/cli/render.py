@@ -308,9 +308,9 @@ def _goal_value(metric: str, diff: float) -> str:
     return f"{diff:+.3f}"
 
 
-# How a breakdown names the group of customers it has no value for (measurement's "unknown" stage
-# and "none" institution: a customer who has never paid has no preferred institution).
-_NO_VALUE = {"by stage": {"unknown": "no stage"}, "by institution": {"none": "no preferred institution"}}
+# How a breakdown names a group that measurement keys by a placeholder: a customer who has never
+# paid has no preferred institution, which the outcomes table holds as "none".
+_NO_VALUE: dict[str, dict[str, str]] = {"by stage": {}, "by institution": {"none": "no preferred institution"}}
 
 
 def _cell(metric: str, c: Cell, name: str | None = None) -> str:
