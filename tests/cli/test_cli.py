@@ -189,7 +189,9 @@ def test_insight_commands(tmp_path: Path) -> None:
     # when
     lifecycle = run(["insight", "lifecycle", "--since", "2026-10-30"], tmp_path)
     not_run = run(["insight", "lifecycle", "--since", "2026-10-01"], tmp_path)
+    earlier = run(["insight", "run", "--as-of", "2026-10-30"], tmp_path)  # would replace 2026-10-31
     grid = run(["insight", "grid"], tmp_path)
+    grid_not_run = run(["insight", "grid", "--as-of", "2026-10-01"], tmp_path)
     trend = run(["insight", "trend"], tmp_path)
     runs = run(["insight", "runs"], tmp_path)
     listing = run(["tags", "list"], tmp_path)
@@ -199,6 +201,7 @@ def test_insight_commands(tmp_path: Path) -> None:
     truth = run(["insight", "truth-check"], tmp_path)
     customer = run(["customer", "1"], tmp_path)
     future = run(["insight", "run", "--as-of", "2027-10-31"], tmp_path)  # a mistyped year
+    replaced = run(["insight", "run", "--as-of", "2026-10-30", "--replace-later"], tmp_path)
     # then
     assert first.returncode == second.returncode == 0, second.stderr
     assert "insight run for 2026-10-31" in second.stdout and "stage changes since the day before" in second.stdout
@@ -208,11 +211,19 @@ def test_insight_commands(tmp_path: Path) -> None:
     assert "Caught up 2 days" in second.stdout
     assert [cells(second.stdout, d)[1] for d in ("2026-10-30", "2026-10-31")] == ["incremental"] * 2
     assert "超级用户" in lifecycle.stdout and "Flows 2026-10-30" in lifecycle.stdout
-    assert not_run.returncode == 1 and "Traceback" not in not_run.stderr
-    # the error names the days that can be compared and the command that makes the missing one
-    assert "no tag version for 2026-10-01 (kept: 2026-10-29, 2026-10-30, 2026-10-31)" in not_run.stderr, not_run.stderr
-    assert "run `bankgrowth insight run --as-of 2026-10-01`" in not_run.stderr
+    # a day never run: its stages are computed from the data, said so, and not stored
+    assert not_run.returncode == 0, not_run.stderr
+    assert "2026-10-01: no stored version; its stages are computed from the data" in not_run.stdout
+    assert "Flows 2026-10-01 → 2026-10-31" in not_run.stdout
+    # a run of an earlier day is refused while later versions are kept: it would replace them
+    assert earlier.returncode == 1 and "Traceback" not in earlier.stderr
+    assert "2026-10-30 is before the latest stored version: running it replaces 2026-10-31" in earlier.stderr
+    assert "`bankgrowth insight lifecycle --as-of 2026-10-30`" in earlier.stderr and "--replace-later" in earlier.stderr
     assert "value tier" in grid.stdout and "unbound" in grid.stdout
+    # the error names the days kept and, since later versions are kept, a way that replaces none
+    assert grid_not_run.returncode == 1 and "Traceback" not in grid_not_run.stderr
+    assert "no tag version for 2026-10-01 (kept: 2026-10-29, 2026-10-30, 2026-10-31)" in grid_not_run.stderr
+    assert "`bankgrowth insight lifecycle --as-of 2026-10-01` computes its stages" in grid_not_run.stderr
     # the trend: a line per stage, its count on the first and the last day run
     assert "Lifecycle trend 生命周期趋势, 2026-10-29 – 2026-10-31 (3 days run)" in trend.stdout, trend.stdout
     for zh in ("超级用户", "流失预警", "未绑卡"):
@@ -236,6 +247,7 @@ def test_insight_commands(tmp_path: Path) -> None:
     assert customer.returncode == 0 and "****" in customer.stdout
     assert future.returncode == 1 and "the last transactions are of 2026-10-31" in future.stderr
     assert "--beyond-data" in future.stderr and "Traceback" not in future.stderr
+    assert replaced.returncode == 0 and "replaced versions 2026-10-30, 2026-10-31" in replaced.stdout, replaced.stderr
 
 
 def test_late_data_is_named_and_restated_on_request(tmp_path: Path) -> None:

@@ -110,3 +110,33 @@ def test_versions_stored_before_counts_were_kept_are_counted_by_the_next_run(run
     trend = service.lifecycle_trend(con, days=7)
     assert trend.days == [*DAYS, DAYS[-1] + timedelta(days=1)]
     assert {s: v[0] for s, v in trend.counts.items()} == before
+
+
+def test_a_day_never_run_is_computed_from_the_data_as_a_run_would_store_it_and_nothing_is_stored(runs) -> None:  # type: ignore[no-untyped-def]
+    con, settings = runs
+    skipped = date(2026, 10, 28)
+    kept = store.versions(con)
+    # when: the stages of 10-28, never run, are asked for
+    computed = service.computed_stages(con, settings, skipped, "branch_id").to_pyarrow().to_pylist()
+    dist = {d.stage: d.customers for d in service.lifecycle_distribution(con, skipped, settings=settings)}
+    flows = service.transition_matrix(con, skipped, DAYS[-1], settings=settings)
+    # then: nothing is stored, and without the settings (as the API reads) the day is still missing
+    assert store.versions(con) == kept and skipped not in store.daily_days(con)
+    with pytest.raises(LookupError, match="no tag version for 2026-10-28"):
+        service.lifecycle_distribution(con, skipped)
+    # and: the distribution counts the computed stages, and the flows start from them
+    found = Counter(r["stage"] for r in computed)
+    assert dist == {s: found.get(s, 0) for s in STAGE_CODES}
+    assert {r: sum(flows.counts.get((r, c), 0) for c in flows.columns) for r in found} == dict(found)
+    assert flows.total() == store.stages(con, DAYS[-1]).count().to_pyarrow().as_py()
+    # when: the day is run after all (which replaces the versions after it)
+    service.run(con, settings, as_of=skipped)
+    # then: its stored stages are the ones computed before
+    stored = store.stages(con, skipped, "branch_id").to_pyarrow().to_pylist()
+    assert sorted(stored, key=lambda r: r["customer_id"]) == sorted(computed, key=lambda r: r["customer_id"])
+
+
+def test_a_day_after_the_data_is_not_computed(runs) -> None:  # type: ignore[no-untyped-def]
+    con, settings = runs
+    with pytest.raises(ValueError, match="the last transactions are of 2026-10-31"):
+        service.computed_stages(con, settings, date(2026, 11, 30))

@@ -18,7 +18,7 @@ import ibis
 
 from bankgrowth.errors import NotFound, closest
 from bankgrowth.insight import imported, store
-from bankgrowth.insight.compute import COUNTING, build_base
+from bankgrowth.insight.compute import COUNTING, build_base, build_tags
 from bankgrowth.insight.incremental import build_incremental, scratch_tables
 from bankgrowth.insight.lifecycle import STAGE_CODES, STAGES, Thresholds
 from bankgrowth.insight.tags import BUILTIN_TAGS, Agg, Tag, end_of_day
@@ -544,16 +544,56 @@ def scoped(t: ibis.Table, scope: Scope | None) -> ibis.Table:
     return t.filter(t.branch_id.isin(sorted(scope.org_ids)))
 
 
+# The tags a stage is computed from (lifecycle.stage_expr's inputs, the value scores' and the branch).
+STAGE_INPUTS = (
+    "branch_id",
+    "bindings_ever",
+    "bindings_live",
+    "last_txn_at",
+    "txn_count_365d",
+    "txn_amount_365d",
+    "last_txn_before_winback",
+    "first_txn_in_winback",
+    "contribution_365d",
+)
+
+
+def computed_stages(con: BaseBackend, settings: Settings, day: date, *keep: str) -> ibis.Table:
+    """(customer_id, the tags ``keep``, stage) as of the end of ``day``, computed from all history
+    with the current thresholds, as a full run would compute them — and nothing is stored: for a
+    day without a stored version, which a run of it would replace every later version to make.
+    A day after the last day with transactions is refused, since every customer would look idle."""
+    last = last_data_day(con, settings.timezone)
+    if last is None:
+        raise LookupError("the warehouse has no transactions yet; load data first")
+    if day > last:
+        raise ValueError(f"the last transactions are of {last}: stages of {day} cannot be computed before its data")
+    tags = [t for t in BUILTIN_TAGS if t.name in STAGE_INPUTS or t.name in keep]
+    wide = build_tags(con, day, timezone=settings.timezone, thresholds=Thresholds.from_settings(settings), tags=tags)
+    return wide.select("customer_id", *keep, "stage")
+
+
+def _stages(con: BaseBackend, day: date, settings: Settings | None, *keep: str) -> ibis.Table:
+    """``day``'s stages from its stored version; given ``settings``, computed for a day without one."""
+    if settings is not None and day not in store.versions(con):
+        return computed_stages(con, settings, day, *keep)
+    return store.stages(con, day, *keep)
+
+
 def lifecycle_distribution(
-    con: BaseBackend, as_of: date | None = None, *, scope: Scope | None = None
+    con: BaseBackend, as_of: date | None = None, *, scope: Scope | None = None, settings: Settings | None = None
 ) -> list[StageCount]:
     """Customers by stage on ``as_of`` (default: the latest version), counted by the branch each
     belonged to that day. Read from the stored counts, so a day whose version is past retention
-    is still shown; a kept version without them (stored before they were kept) is counted."""
+    is still shown; a kept version without them (stored before they were kept) is counted. Given
+    ``settings``, a day never run is computed from the data (:func:`computed_stages`), by the
+    customers' present branch."""
     day = as_of or store.latest(con)
     if day is None:
         raise LookupError("no tag version yet; run `bankgrowth insight run`")
-    if day in store.daily_days(con):
+    if settings is not None and day not in store.daily_days(con) and day not in store.versions(con):
+        counts = dict(_pairs(scoped(computed_stages(con, settings, day, "branch_id"), scope), "stage"))
+    elif day in store.daily_days(con):
         daily = scoped(con.table(store.DAILY), scope)
         daily = daily.filter(daily.as_of == day)
         counts = {
@@ -620,10 +660,13 @@ class Matrix:
         return sum(self.counts.values())
 
 
-def transition_matrix(con: BaseBackend, start: date, end: date, *, scope: Scope | None = None) -> Matrix:
-    """Stage on ``start`` (rows) × stage on ``end`` (columns); both days need a stored version."""
-    a = store.stages(con, start).select(_cid="customer_id", _from="stage")
-    b = scoped(store.stages(con, end, "branch_id"), scope).select("customer_id", _to="stage")
+def transition_matrix(
+    con: BaseBackend, start: date, end: date, *, scope: Scope | None = None, settings: Settings | None = None
+) -> Matrix:
+    """Stage on ``start`` (rows) × stage on ``end`` (columns), from their stored versions; given
+    ``settings``, a day without one is computed from the data (:func:`computed_stages`)."""
+    a = _stages(con, start, settings).select(_cid="customer_id", _from="stage")
+    b = scoped(_stages(con, end, settings, "branch_id"), scope).select("customer_id", _to="stage")
     j = b.left_join(a, b.customer_id == a._cid)
     j = j.mutate(_from=j._from.fill_null("new"))
     rows = j.group_by(["_from", "_to"]).aggregate(n=j.count()).to_pyarrow().to_pylist()

@@ -118,6 +118,12 @@ def _missing(day: date | None, kept: Sequence[date]) -> LookupError:
     else:
         held = f"kept: {len(kept)} versions from {kept[0]} to {kept[-1]}"
     command = "bankgrowth insight run" + (f" --as-of {day}" if day else "")
+    if day is not None and kept and day < kept[-1]:  # a run of it would replace the later versions
+        return LookupError(
+            f"no tag version for {day} ({held}); `bankgrowth insight lifecycle --as-of {day}` computes its "
+            f"stages without storing them, and `{command} --replace-later` stores it, replacing the versions "
+            "after it"
+        )
     return LookupError(f"no tag version for {day or 'any day'} ({held}); run `{command}`")
 
 
