@@ -378,7 +378,8 @@ def insight_runs_cmd(
 def insight_lifecycle_cmd(
     as_of: Annotated[str | None, typer.Option("--as-of", help="Version to show (default: latest).")] = None,
     since: Annotated[
-        str | None, typer.Option(help="Also show flows from this day's stages (a stored version).")
+        str | None,
+        typer.Option(help="Also show flows from this day's stages (computed from the data if it was never run)."),
     ] = None,
 ) -> None:
     """Lifecycle distribution, and the transition matrix between two days.

@@ -544,7 +544,8 @@ def scoped(t: ibis.Table, scope: Scope | None) -> ibis.Table:
     return t.filter(t.branch_id.isin(sorted(scope.org_ids)))
 
 
-# The tags a stage is computed from (lifecycle.stage_expr's inputs, the value scores' and the branch).
+# The tags a day's stages are computed from: lifecycle.stage_expr's inputs, those the value scores
+# that build_tags adds read, and the branch a scope filters on.
 STAGE_INPUTS = (
     "branch_id",
     "bindings_ever",
