@@ -302,25 +302,19 @@ def insight_run_cmd(
     Days missed since the last run are run first, each from the day before, so that every day is
     stored, counted in the trend and compared with the day before."""
     from bankgrowth.insight import service as insight_service
-    from bankgrowth.insight import store as insight_store
     from bankgrowth.warehouse.engine import statement_progress
 
     settings = _settings()
     with _warehouse(settings) as con, common.step_bar() as bar:
         day = _day(as_of)
-        later = [v for v in insight_store.versions(con) if day is not None and v > day]
-        if later and not replace_later:
-            span = str(later[0]) if len(later) == 1 else f"the {len(later)} versions from {later[0]} to {later[-1]}"
-            raise _fail(
-                f"{day} is before the latest stored version: running it replaces {span} and their stage changes, "
-                f"and a catch-up brings back at most the last {settings.tag_retention_days} days. "
-                f"`bankgrowth insight lifecycle --as-of {day}` shows its stages without storing anything; "
-                "`bankgrowth insight run --restate` runs again the versions that late data made stale; "
-                "--replace-later runs it anyway"
-            )
         # without the catch-up only the day asked for runs: nothing is restated
         plan = insight_service.backlog(
-            con, settings, as_of=day, beyond_data=beyond_data, restate=restate if catch_up else False
+            con,
+            settings,
+            as_of=day,
+            beyond_data=beyond_data,
+            restate=restate if catch_up else False,
+            replace_later=replace_later,
         )
         if not catch_up:
             plan = plan.last_only()
@@ -394,11 +388,7 @@ def insight_lifecycle_cmd(
         dist = insight_service.lifecycle_distribution(con, _day(as_of), settings=settings)
         start, end = _day(since), _day(as_of) or insight_store.latest(con)
         matrix = insight_service.transition_matrix(con, start, end, settings=settings) if start and end else None
-        kept, counted = set(insight_store.versions(con)), set(insight_store.daily_days(con))
-    # the days whose stages were computed here: no version, and (for the distribution) no counts
-    computed = [d for d in (start, end) if matrix is not None and d is not None and d not in kept]
-    if end is not None and end not in kept and end not in counted and end not in computed:
-        computed.append(end)
+        computed = insight_service.computed_days(con, end, start)
     for d in computed:
         console.print(f"{d}: no stored version; its stages are computed from the data as of that day (not stored)")
     render.lifecycle(console, dist)

@@ -40,6 +40,18 @@ def attach_all(base: ir.Table, key: str, parts: Sequence[ir.Table]) -> ir.Table:
 
 
 COUNTED = ("nunique", "mode")
+# The tags a day's stages and value scores are computed from (lifecycle.stage_expr's inputs and
+# those with_value_scores reads): build_tags on these alone gives every customer's stage.
+STAGE_INPUTS = (
+    "bindings_ever",
+    "bindings_live",
+    "last_txn_at",
+    "txn_count_365d",
+    "txn_amount_365d",
+    "last_txn_before_winback",
+    "first_txn_in_winback",
+    "contribution_365d",
+)
 COUNTING = "counting values in windows"  # the step of writing the window-count state
 COUNTS_SCHEMA = ibis.schema({"tag": "string", "customer_id": "int64", "key": "string", "n": "int64"})
 

@@ -18,7 +18,7 @@ import ibis
 
 from bankgrowth.errors import NotFound, closest
 from bankgrowth.insight import imported, store
-from bankgrowth.insight.compute import COUNTING, build_base, build_tags
+from bankgrowth.insight.compute import COUNTING, STAGE_INPUTS, build_base, build_tags
 from bankgrowth.insight.incremental import build_incremental, scratch_tables
 from bankgrowth.insight.lifecycle import STAGE_CODES, STAGES, Thresholds
 from bankgrowth.insight.tags import BUILTIN_TAGS, Agg, Tag, end_of_day
@@ -343,8 +343,12 @@ def backlog(
     as_of: date | None = None,
     beyond_data: bool = False,
     restate: bool | None = None,
+    replace_later: bool = True,
 ) -> Backlog:
     """What :func:`catch_up` runs to reach ``as_of`` (by default the last day with transactions).
+
+    Without ``replace_later``, an ``as_of`` before the latest stored version is refused: its run
+    replaces every later version, and a catch-up brings back at most ``tag_retention_days``.
 
     Only the day itself when no version is stored yet or one is stored from that day on (the run
     replaces those). Days without a run are caught up only as far back as versions are kept
@@ -356,6 +360,16 @@ def backlog(
     before some of their days' data arrived (:func:`stale_versions`) are run again first, from
     the first of them on.
     """
+    later = [v for v in store.versions(con) if as_of is not None and v > as_of]
+    if later and not replace_later:
+        span = str(later[0]) if len(later) == 1 else f"the {len(later)} versions from {later[0]} to {later[-1]}"
+        raise ValueError(
+            f"{as_of} is before the latest stored version: running it replaces {span} and their stage changes, "
+            f"and a catch-up brings back at most the last {settings.tag_retention_days} days. "
+            f"`bankgrowth insight lifecycle --as-of {as_of}` shows its stages without storing anything; "
+            "`bankgrowth insight run --restate` runs again the versions that late data made stale; "
+            "--replace-later runs it anyway"
+        )
     day = _run_day(con, settings, as_of, beyond_data)
     latest = store.latest(con)
     restate = settings.restate_late_data if restate is None else restate
@@ -544,21 +558,6 @@ def scoped(t: ibis.Table, scope: Scope | None) -> ibis.Table:
     return t.filter(t.branch_id.isin(sorted(scope.org_ids)))
 
 
-# The tags a day's stages are computed from: lifecycle.stage_expr's inputs, those the value scores
-# that build_tags adds read, and the branch a scope filters on.
-STAGE_INPUTS = (
-    "branch_id",
-    "bindings_ever",
-    "bindings_live",
-    "last_txn_at",
-    "txn_count_365d",
-    "txn_amount_365d",
-    "last_txn_before_winback",
-    "first_txn_in_winback",
-    "contribution_365d",
-)
-
-
 def computed_stages(con: BaseBackend, settings: Settings, day: date, *keep: str) -> ibis.Table:
     """(customer_id, the tags ``keep``, stage) as of the end of ``day``, computed from all history
     with the current thresholds, as a full run would compute them — and nothing is stored: for a
@@ -572,6 +571,17 @@ def computed_stages(con: BaseBackend, settings: Settings, day: date, *keep: str)
     tags = [t for t in BUILTIN_TAGS if t.name in STAGE_INPUTS or t.name in keep]
     wide = build_tags(con, day, timezone=settings.timezone, thresholds=Thresholds.from_settings(settings), tags=tags)
     return wide.select("customer_id", *keep, "stage")
+
+
+def computed_days(con: BaseBackend, end: date | None, start: date | None = None) -> list[date]:
+    """Of the days :func:`lifecycle_distribution` (``end``) and :func:`transition_matrix` (``start``
+    and ``end``, when ``start`` is given) read, those whose stages they compute from the data given
+    the settings: no stored version, and for the distribution alone no stored counts either."""
+    kept = set(store.versions(con))
+    days = [d for d in (start, end) if start is not None and d is not None and d not in kept]
+    if end is not None and end not in kept and end not in days and end not in store.daily_days(con):
+        days.append(end)
+    return days
 
 
 def _stages(con: BaseBackend, day: date, settings: Settings | None, *keep: str) -> ibis.Table:
@@ -592,9 +602,10 @@ def lifecycle_distribution(
     day = as_of or store.latest(con)
     if day is None:
         raise LookupError("no tag version yet; run `bankgrowth insight run`")
-    if settings is not None and day not in store.daily_days(con) and day not in store.versions(con):
+    counted = day in store.daily_days(con)
+    if settings is not None and not counted and day not in store.versions(con):
         counts = dict(_pairs(scoped(computed_stages(con, settings, day, "branch_id"), scope), "stage"))
-    elif day in store.daily_days(con):
+    elif counted:
         daily = scoped(con.table(store.DAILY), scope)
         daily = daily.filter(daily.as_of == day)
         counts = {
