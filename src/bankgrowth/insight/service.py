@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import ibis
 
-from bankgrowth.errors import NotFound, closest
+from bankgrowth.errors import Invalid, NotFound, closest
 from bankgrowth.insight import imported, store
 from bankgrowth.insight.compute import COUNTING, STAGE_INPUTS, build_base, build_tags
 from bankgrowth.insight.incremental import build_incremental, scratch_tables
@@ -567,7 +567,12 @@ def computed_stages(con: BaseBackend, settings: Settings, day: date, *keep: str)
     if last is None:
         raise LookupError("the warehouse has no transactions yet; load data first")
     if day > last:
-        raise ValueError(f"the last transactions are of {last}: stages of {day} cannot be computed before its data")
+        raise Invalid(
+            f"the last transactions are of {last}: stages of {day} cannot be computed before its data",
+            f"最近的交易在 {last}：{day} 的数据尚未到达，无法计算其生命周期阶段",
+            code="day_after_data",
+            details={"day": str(day), "last_data_day": str(last)},
+        )
     tags = [t for t in BUILTIN_TAGS if t.name in STAGE_INPUTS or t.name in keep]
     wide = build_tags(con, day, timezone=settings.timezone, thresholds=Thresholds.from_settings(settings), tags=tags)
     return wide.select("customer_id", *keep, "stage")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Response
 
 from bankgrowth.api.deps import SessionDep, SettingsDep, WarehouseDep, allow
+from bankgrowth.errors import NotFound
 from bankgrowth.insight import flows, service
 from bankgrowth.insight.schemas import (
     BinRead,
@@ -32,6 +35,28 @@ TagReader = Annotated[Principal, allow("console", Permission.READ, scope="global
 ChannelApp = Annotated[Principal, allow("channel", Permission.CHANNEL, scope="subtree")]
 CustomerId = Annotated[int, Path(ge=1, le=2**62, description="The bank's customer number.")]
 AsOf = Annotated[date | None, Query(description="As-of day of a stored version; default the latest.")]
+Compute = Annotated[
+    bool,
+    Query(
+        description=(
+            "For a day that was never run, compute its stages from the data as of that day with the current "
+            "thresholds, storing nothing (a run of a day before the latest version would replace every later one). "
+            "Takes seconds on a large bank. The days computed are named in the X-Computed-Days header."
+        )
+    ),
+]
+COMPUTED = "X-Computed-Days"
+COMPUTED_HEADER: dict[int | str, dict[str, Any]] = {
+    200: {
+        "headers": {
+            COMPUTED: {
+                "description": "Comma-separated days whose stages were computed from the data, not read from "
+                "a stored version (only with compute=true).",
+                "schema": {"type": "string"},
+            }
+        }
+    }
+}
 
 
 def _matrix(m: service.Matrix) -> MatrixRead:
@@ -53,9 +78,42 @@ def _tag(tag: Tag) -> dict[str, Any]:
     }
 
 
-@router.get("/insight/lifecycle", response_model=list[StageCountRead], summary="Customers by lifecycle stage")
-def lifecycle(con: WarehouseDep, principal: Reader, as_of: AsOf = None) -> list[StageCountRead]:
-    rows = service.lifecycle_distribution(con, as_of, scope=principal.scope)
+@contextmanager
+def _hint(offer: bool) -> Iterator[None]:
+    """A day without a stored version: say that ``compute=true`` shows it, when it was not asked."""
+    try:
+        yield
+    except LookupError as e:
+        if not offer or isinstance(e, NotFound):
+            raise
+        en = f"{e}; or add compute=true to this request"
+        raise NotFound(en, f"未找到：{e}；加上 compute=true 可按数据计算该日阶段（不保存）") from e
+
+
+def _computed(response: Response, days: list[date]) -> None:
+    if days:
+        response.headers[COMPUTED] = ",".join(str(d) for d in days)
+
+
+@router.get(
+    "/insight/lifecycle",
+    response_model=list[StageCountRead],
+    summary="Customers by lifecycle stage",
+    responses=COMPUTED_HEADER,
+)
+def lifecycle(
+    con: WarehouseDep,
+    settings: SettingsDep,
+    principal: Reader,
+    response: Response,
+    as_of: AsOf = None,
+    compute: Compute = False,
+) -> list[StageCountRead]:
+    given = settings if compute else None
+    with _hint(as_of is not None and not compute):
+        rows = service.lifecycle_distribution(con, as_of, scope=principal.scope, settings=given)
+    if compute:
+        _computed(response, service.computed_days(con, as_of))
     return [StageCountRead(**vars(r)) for r in rows]
 
 
@@ -75,9 +133,27 @@ def lifecycle_trend(
     return TrendRead(days=trend.days, stages=stages, counts=trend.counts, gaps=trend.gaps)
 
 
-@router.get("/insight/transitions", response_model=MatrixRead, summary="Stage flow between two days (流转矩阵)")
-def transitions(con: WarehouseDep, principal: Reader, start: date, end: date) -> MatrixRead:
-    return _matrix(service.transition_matrix(con, start, end, scope=principal.scope))
+@router.get(
+    "/insight/transitions",
+    response_model=MatrixRead,
+    summary="Stage flow between two days (流转矩阵)",
+    responses=COMPUTED_HEADER,
+)
+def transitions(
+    con: WarehouseDep,
+    settings: SettingsDep,
+    principal: Reader,
+    response: Response,
+    start: Annotated[date, Query(description="The day of the rows' stages.")],
+    end: Annotated[date, Query(description="The day of the columns' stages.")],
+    compute: Compute = False,
+) -> MatrixRead:
+    given = settings if compute else None
+    with _hint(not compute):
+        matrix = service.transition_matrix(con, start, end, scope=principal.scope, settings=given)
+    if compute:
+        _computed(response, service.computed_days(con, end, start))
+    return _matrix(matrix)
 
 
 @router.get("/insight/grid", response_model=MatrixRead, summary="The customer grid: stage × value tier (宫格)")

@@ -1,0 +1,82 @@
+"""The insight routes' view of a day that was never run: refused with the way to see it, computed
+from the data when asked, in the caller's branch only, and never stored."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import date
+
+from bankgrowth.insight import service
+from bankgrowth.warehouse import engine as wh
+from tests.api.conftest import World
+
+NEVER_RUN = "2026-10-01"  # the world's bank has one stored version, 2026-10-31
+
+
+def _computed(world: World, prefix: str) -> Counter[str]:
+    con = wh.connect(world.settings.resolved_warehouse_url)
+    try:
+        rows = service.computed_stages(con, world.settings, date.fromisoformat(NEVER_RUN), "branch_id")
+        return Counter(r["stage"] for r in rows.to_pyarrow().to_pylist() if r["branch_id"].startswith(prefix))
+    finally:
+        con.disconnect()
+
+
+def test_a_day_never_run_is_refused_with_the_way_to_see_it(world: World) -> None:
+    # when
+    lifecycle = world.call("GET", "/api/v1/insight/lifecycle", "hq_admin", params={"as_of": NEVER_RUN})
+    flows = world.call(
+        "GET", "/api/v1/insight/transitions", "hq_admin", params={"start": NEVER_RUN, "end": "2026-10-31"}
+    )
+    # then
+    for response in (lifecycle, flows):
+        assert response.status_code == 404
+        message = response.json()["error"]["message"]
+        assert f"no tag version for {NEVER_RUN}" in message["en"]
+        assert "compute=true" in message["en"] and "compute=true" in message["zh"]
+        assert "X-Computed-Days" not in response.headers
+
+
+def test_a_day_never_run_is_computed_on_request_in_the_callers_branch_and_not_stored(world: World) -> None:
+    # given
+    runs = world.call("GET", "/api/v1/insight/runs", "hq_admin").json()
+    asked = {"as_of": NEVER_RUN, "compute": "true"}
+    # when
+    hq = world.call("GET", "/api/v1/insight/lifecycle", "hq_admin", params=asked)
+    a = world.call("GET", "/api/v1/insight/lifecycle", "a_analyst", params=asked)
+    flows_a = world.call(
+        "GET",
+        "/api/v1/insight/transitions",
+        "a_analyst",
+        params={"start": NEVER_RUN, "end": "2026-10-31", "compute": "true"},
+    )
+    stored = world.call("GET", "/api/v1/insight/lifecycle", "hq_admin", params={"as_of": "2026-10-31", "compute": 1})
+    # then: the counts are the computed stages', by the caller's branch, and the header says so
+    expected_hq, expected_a = _computed(world, ""), _computed(world, "B01")
+    assert hq.status_code == a.status_code == flows_a.status_code == 200
+    assert {s["stage"]: s["customers"] for s in hq.json() if s["customers"]} == dict(expected_hq)
+    assert {s["stage"]: s["customers"] for s in a.json() if s["customers"]} == dict(expected_a)
+    assert hq.headers["X-Computed-Days"] == a.headers["X-Computed-Days"] == NEVER_RUN
+    # and: the flows start from the same computed stages; their columns are the stored day's, in A
+    matrix = flows_a.json()
+    assert flows_a.headers["X-Computed-Days"] == NEVER_RUN
+    from_rows = {r: sum(row) for r, row in zip(matrix["rows"], matrix["counts"], strict=True)}
+    assert {r: n for r, n in from_rows.items() if r != "new"} == dict(expected_a)
+    assert matrix["total"] == len(world.customers["A"])
+    # and: a stored day is read as before, named as computed by nobody
+    assert stored.status_code == 200 and "X-Computed-Days" not in stored.headers
+    # and: nothing was stored
+    assert world.call("GET", "/api/v1/insight/runs", "hq_admin").json() == runs
+    assert world.call("GET", "/api/v1/insight/lifecycle", "hq_admin", params={"as_of": NEVER_RUN}).status_code == 404
+
+
+def test_a_day_after_the_data_is_refused_as_invalid(world: World) -> None:
+    # when
+    response = world.call(
+        "GET", "/api/v1/insight/lifecycle", "hq_admin", params={"as_of": "2026-11-30", "compute": "true"}
+    )
+    # then
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "day_after_data"
+    assert error["details"] == {"day": "2026-11-30", "last_data_day": "2026-10-31"}
