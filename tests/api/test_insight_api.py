@@ -28,8 +28,9 @@ def test_a_day_never_run_is_refused_with_the_way_to_see_it(world: World) -> None
     flows = world.call(
         "GET", "/api/v1/insight/transitions", "hq_admin", params={"start": NEVER_RUN, "end": "2026-10-31"}
     )
+    grid = world.call("GET", "/api/v1/insight/grid", "hq_admin", params={"as_of": NEVER_RUN})
     # then
-    for response in (lifecycle, flows):
+    for response in (lifecycle, flows, grid):
         assert response.status_code == 404
         message = response.json()["error"]["message"]
         assert f"no tag version for {NEVER_RUN}" in message["en"]
@@ -50,6 +51,7 @@ def test_a_day_never_run_is_computed_on_request_in_the_callers_branch_and_not_st
         "a_analyst",
         params={"start": NEVER_RUN, "end": "2026-10-31", "compute": "true"},
     )
+    grid_a = world.call("GET", "/api/v1/insight/grid", "a_analyst", params=asked)
     stored = world.call("GET", "/api/v1/insight/lifecycle", "hq_admin", params={"as_of": "2026-10-31", "compute": 1})
     # then: the counts are the computed stages', by the caller's branch, and the header says so
     expected_hq, expected_a = _computed(world, ""), _computed(world, "B01")
@@ -63,7 +65,12 @@ def test_a_day_never_run_is_computed_on_request_in_the_callers_branch_and_not_st
     from_rows = {r: sum(row) for r, row in zip(matrix["rows"], matrix["counts"], strict=True)}
     assert {r: n for r, n in from_rows.items() if r != "new"} == dict(expected_a)
     assert matrix["total"] == len(world.customers["A"])
-    # and: a stored day is read as before, named as computed by nobody
+    # and: the grid's rows are the same stages, by value tier
+    cells = grid_a.json()
+    assert grid_a.headers["X-Computed-Days"] == NEVER_RUN
+    by_stage = {r: sum(row) for r, row in zip(cells["rows"], cells["counts"], strict=True) if sum(row)}
+    assert by_stage == dict(expected_a)
+    # and: a stored day is read from its version, without the header
     assert stored.status_code == 200 and "X-Computed-Days" not in stored.headers
     # and: nothing was stored
     assert world.call("GET", "/api/v1/insight/runs", "hq_admin").json() == runs

@@ -192,6 +192,7 @@ def test_insight_commands(tmp_path: Path) -> None:
     earlier = run(["insight", "run", "--as-of", "2026-10-30"], tmp_path)  # would replace 2026-10-31
     grid = run(["insight", "grid"], tmp_path)
     grid_not_run = run(["insight", "grid", "--as-of", "2026-10-01"], tmp_path)
+    tag_not_run = run(["tags", "show", "age_band", "--as-of", "2026-10-01"], tmp_path)
     trend = run(["insight", "trend"], tmp_path)
     runs = run(["insight", "runs"], tmp_path)
     listing = run(["tags", "list"], tmp_path)
@@ -220,10 +221,15 @@ def test_insight_commands(tmp_path: Path) -> None:
     assert "2026-10-30 is before the latest stored version: running it replaces 2026-10-31" in earlier.stderr
     assert "`bankgrowth insight lifecycle --as-of 2026-10-30`" in earlier.stderr and "--replace-later" in earlier.stderr
     assert "value tier" in grid.stdout and "unbound" in grid.stdout
-    # the error names the days kept and, since later versions are kept, a way that replaces none
-    assert grid_not_run.returncode == 1 and "Traceback" not in grid_not_run.stderr
-    assert "no tag version for 2026-10-01 (kept: 2026-10-29, 2026-10-30, 2026-10-31)" in grid_not_run.stderr
-    assert "`bankgrowth insight lifecycle --as-of 2026-10-01` computes its stages" in grid_not_run.stderr
+    # the grid of a day never run is computed too, and said so
+    assert grid_not_run.returncode == 0, grid_not_run.stderr
+    assert "2026-10-01: no stored version; its stages are computed from the data" in grid_not_run.stdout
+    assert "value tier" in grid_not_run.stdout
+    # a view that reads versions only: the error names the days kept and, since later versions
+    # are kept, a way that replaces none
+    assert tag_not_run.returncode == 1 and "Traceback" not in tag_not_run.stderr
+    assert "no tag version for 2026-10-01 (kept: 2026-10-29, 2026-10-30, 2026-10-31)" in tag_not_run.stderr
+    assert "`bankgrowth insight lifecycle --as-of 2026-10-01` (or `insight grid`) computes" in tag_not_run.stderr
     # the trend: a line per stage, its count on the first and the last day run
     assert "Lifecycle trend 生命周期趋势, 2026-10-29 – 2026-10-31 (3 days run)" in trend.stdout, trend.stdout
     for zh in ("超级用户", "流失预警", "未绑卡"):

@@ -117,9 +117,10 @@ def test_a_day_never_run_is_computed_from_the_data_as_a_run_would_store_it_and_n
     skipped = date(2026, 10, 28)
     kept = store.versions(con)
     # when: the stages of 10-28, never run, are asked for
-    computed = service.computed_stages(con, settings, skipped, "branch_id").to_pyarrow().to_pylist()
+    computed = service.computed_stages(con, settings, skipped, "branch_id", "value_tier").to_pyarrow().to_pylist()
     dist = {d.stage: d.customers for d in service.lifecycle_distribution(con, skipped, settings=settings)}
     flows = service.transition_matrix(con, skipped, DAYS[-1], settings=settings)
+    grid = service.grid(con, skipped, settings=settings)
     # then: nothing is stored, and without the settings (as the API reads) the day is still missing
     assert store.versions(con) == kept and skipped not in store.daily_days(con)
     with pytest.raises(LookupError, match="no tag version for 2026-10-28"):
@@ -129,11 +130,16 @@ def test_a_day_never_run_is_computed_from_the_data_as_a_run_would_store_it_and_n
     assert dist == {s: found.get(s, 0) for s in STAGE_CODES}
     assert {r: sum(flows.counts.get((r, c), 0) for c in flows.columns) for r in found} == dict(found)
     assert flows.total() == store.stages(con, DAYS[-1]).count().to_pyarrow().as_py()
+    # and: the grid counts them by value tier
+    assert grid.counts == Counter((r["stage"], r["value_tier"]) for r in computed)
+    assert service.computed_days(con, skipped, counts=False) == [skipped]
     # when: the day is run after all (which replaces the versions after it)
     service.run(con, settings, as_of=skipped)
     # then: its stored stages are the ones computed before
-    stored = store.stages(con, skipped, "branch_id").to_pyarrow().to_pylist()
+    stored = store.tags_table(con, skipped).select("customer_id", "branch_id", "value_tier", "stage")
+    stored = stored.to_pyarrow().to_pylist()
     assert sorted(stored, key=lambda r: r["customer_id"]) == sorted(computed, key=lambda r: r["customer_id"])
+    assert service.grid(con, skipped).counts == grid.counts and service.computed_days(con, skipped) == []
 
 
 def test_a_day_after_the_data_is_not_computed(runs) -> None:  # type: ignore[no-untyped-def]

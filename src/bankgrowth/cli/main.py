@@ -415,14 +415,24 @@ def insight_trend_cmd(
 
 @insight_app.command("grid")
 def insight_grid_cmd(
-    as_of: Annotated[str | None, typer.Option("--as-of", help="Version to show (default: latest).")] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="Day to show (default: latest version; computed from the data if never run)."),
+    ] = None,
 ) -> None:
-    """The customer grid (宫格): lifecycle stage × value tier."""
+    """The customer grid (宫格): lifecycle stage × value tier.
+
+    A day never run is computed from the data as of that day, with the current thresholds, and
+    nothing is stored."""
     from bankgrowth.insight import service as insight_service
 
     settings = _settings()
     with _warehouse(settings) as con:
-        matrix = insight_service.grid(con, _day(as_of))
+        day = _day(as_of)
+        matrix = insight_service.grid(con, day, settings=settings)
+        computed = insight_service.computed_days(con, day, counts=False)
+    for d in computed:
+        console.print(f"{d}: no stored version; its stages are computed from the data as of that day (not stored)")
     render.matrix(console, matrix, "Customer grid 客户宫格 (stage × value tier)")
 
 

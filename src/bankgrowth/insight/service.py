@@ -578,13 +578,14 @@ def computed_stages(con: BaseBackend, settings: Settings, day: date, *keep: str)
     return wide.select("customer_id", *keep, "stage")
 
 
-def computed_days(con: BaseBackend, end: date | None, start: date | None = None) -> list[date]:
-    """Of the days :func:`lifecycle_distribution` (``end``) and :func:`transition_matrix` (``start``
-    and ``end``, when ``start`` is given) read, those whose stages they compute from the data given
-    the settings: no stored version, and for the distribution alone no stored counts either."""
+def computed_days(con: BaseBackend, end: date | None, start: date | None = None, *, counts: bool = True) -> list[date]:
+    """Of the days :func:`lifecycle_distribution` (``end``), :func:`grid` (``end``, ``counts=False``)
+    and :func:`transition_matrix` (``start`` and ``end``, when ``start`` is given) read, those whose
+    stages they compute from the data given the settings: no stored version, and for the
+    distribution alone (``counts``) no stored counts either."""
     kept = set(store.versions(con))
     days = [d for d in (start, end) if start is not None and d is not None and d not in kept]
-    if end is not None and end not in kept and end not in days and end not in store.daily_days(con):
+    if end is not None and end not in kept and end not in days and not (counts and end in store.daily_days(con)):
         days.append(end)
     return days
 
@@ -692,9 +693,16 @@ def transition_matrix(
     return Matrix(row_labels, STAGE_CODES, counts)
 
 
-def grid(con: BaseBackend, as_of: date | None = None, *, scope: Scope | None = None) -> Matrix:
-    """The customer grid (宫格): lifecycle stage × value tier."""
-    t = scoped(store.tags_table(con, as_of), scope)
+def grid(
+    con: BaseBackend, as_of: date | None = None, *, scope: Scope | None = None, settings: Settings | None = None
+) -> Matrix:
+    """The customer grid (宫格): lifecycle stage × value tier, from the stored version; given
+    ``settings``, a day without one is computed from the data (:func:`computed_stages`), by the
+    customers' present branch."""
+    if settings is not None and as_of is not None and as_of not in store.versions(con):
+        t = scoped(computed_stages(con, settings, as_of, "branch_id", "value_tier"), scope)
+    else:
+        t = scoped(store.tags_table(con, as_of), scope)
     rows = t.group_by(["stage", "value_tier"]).aggregate(n=t.count()).to_pyarrow().to_pylist()
     return Matrix(STAGE_CODES, VALUE_TIERS, {(r["stage"], r["value_tier"]): int(r["n"]) for r in rows})
 

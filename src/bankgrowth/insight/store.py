@@ -120,9 +120,9 @@ def _missing(day: date | None, kept: Sequence[date]) -> LookupError:
     command = "bankgrowth insight run" + (f" --as-of {day}" if day else "")
     if day is not None and kept and day < kept[-1]:  # a run of it would replace the later versions
         return LookupError(
-            f"no tag version for {day} ({held}); `bankgrowth insight lifecycle --as-of {day}` computes its "
-            f"stages without storing them, and `{command} --replace-later` stores it, replacing the versions "
-            "after it"
+            f"no tag version for {day} ({held}); `bankgrowth insight lifecycle --as-of {day}` (or `insight "
+            f"grid`) computes its stages without storing them, and `{command} --replace-later` stores it, "
+            "replacing the versions after it"
         )
     return LookupError(f"no tag version for {day or 'any day'} ({held}); run `{command}`")
 

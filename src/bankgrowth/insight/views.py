@@ -156,9 +156,26 @@ def transitions(
     return _matrix(matrix)
 
 
-@router.get("/insight/grid", response_model=MatrixRead, summary="The customer grid: stage × value tier (宫格)")
-def grid(con: WarehouseDep, principal: Reader, as_of: AsOf = None) -> MatrixRead:
-    return _matrix(service.grid(con, as_of, scope=principal.scope))
+@router.get(
+    "/insight/grid",
+    response_model=MatrixRead,
+    summary="The customer grid: stage × value tier (宫格)",
+    responses=COMPUTED_HEADER,
+)
+def grid(
+    con: WarehouseDep,
+    settings: SettingsDep,
+    principal: Reader,
+    response: Response,
+    as_of: AsOf = None,
+    compute: Compute = False,
+) -> MatrixRead:
+    given = settings if compute else None
+    with _hint(as_of is not None and not compute):
+        matrix = service.grid(con, as_of, scope=principal.scope, settings=given)
+    if compute:
+        _computed(response, service.computed_days(con, as_of, counts=False))
+    return _matrix(matrix)
 
 
 @router.get("/insight/runs", response_model=list[InsightRunRead], summary="The nightly runs, newest first (跑批记录)")
