@@ -35,6 +35,9 @@ TagReader = Annotated[Principal, allow("console", Permission.READ, scope="global
 ChannelApp = Annotated[Principal, allow("channel", Permission.CHANNEL, scope="subtree")]
 CustomerId = Annotated[int, Path(ge=1, le=2**62, description="The bank's customer number.")]
 AsOf = Annotated[date | None, Query(description="As-of day of a stored version; default the latest.")]
+AnyDay = Annotated[
+    date | None, Query(description="As-of day of a stored version, or with compute=true any day; default the latest.")
+]
 Compute = Annotated[
     bool,
     Query(
@@ -106,7 +109,7 @@ def lifecycle(
     settings: SettingsDep,
     principal: Reader,
     response: Response,
-    as_of: AsOf = None,
+    as_of: AnyDay = None,
     compute: Compute = False,
 ) -> list[StageCountRead]:
     given = settings if compute else None
@@ -167,7 +170,7 @@ def grid(
     settings: SettingsDep,
     principal: Reader,
     response: Response,
-    as_of: AsOf = None,
+    as_of: AnyDay = None,
     compute: Compute = False,
 ) -> MatrixRead:
     given = settings if compute else None
