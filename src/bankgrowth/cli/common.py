@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import inspect
 import json
 import os
 from collections.abc import Iterator
@@ -83,6 +84,19 @@ def step_bar() -> Progress:
     """Work done in named steps of unknown length: the step, how far the engine is through the
     statement running now, and the time spent; gone when the work ends."""
     return bar(BarColumn(), TaskProgressColumn(), TimeElapsedColumn(), transient=True)
+
+
+def reflow_help(app: typer.Typer) -> None:
+    """Join the source's line breaks in each command's docstring, paragraph by paragraph, in
+    ``app`` and the groups under it. The help screen keeps the breaks of every paragraph after the
+    first, which cuts sentences mid-line in a terminal narrower than the source."""
+    for info in app.registered_commands:
+        text = info.help or (info.callback.__doc__ if info.callback else None)
+        if text:
+            info.help = "\n\n".join(" ".join(p.split()) for p in inspect.cleandoc(text).split("\n\n"))
+    for group in app.registered_groups:
+        if group.typer_instance is not None:
+            reflow_help(group.typer_instance)
 
 
 def fail(message: str) -> typer.Exit:

@@ -614,3 +614,6 @@ def run() -> None:
         message = common.describe_invalid(exc, exc.title) if isinstance(exc, ValidationError) else str(exc)
         err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
         raise SystemExit(1) from None
+
+
+common.reflow_help(app)  # after every command is registered
