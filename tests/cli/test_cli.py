@@ -212,6 +212,8 @@ def test_insight_commands(tmp_path: Path) -> None:
     assert "Caught up 2 days" in second.stdout
     assert [cells(second.stdout, d)[1] for d in ("2026-10-30", "2026-10-31")] == ["incremental"] * 2
     assert "超级用户" in lifecycle.stdout and "Flows 2026-10-30" in lifecycle.stdout
+    assert "Lifecycle 生命周期, 2026-10-31" in lifecycle.stdout  # the day shown is named
+    assert "Lifecycle 生命周期, 2026-10-31" in second.stdout
     # a day never run: its stages are computed from the data, said so, and not stored
     assert not_run.returncode == 0, not_run.stderr
     assert "2026-10-01: no stored version; its stages are computed from the data" in not_run.stdout
@@ -221,10 +223,11 @@ def test_insight_commands(tmp_path: Path) -> None:
     assert "2026-10-30 is before the latest stored version: running it replaces 2026-10-31" in earlier.stderr
     assert "`bankgrowth insight lifecycle --as-of 2026-10-30`" in earlier.stderr and "--replace-later" in earlier.stderr
     assert "value tier" in grid.stdout and "unbound" in grid.stdout
+    assert "Customer grid 客户宫格, 2026-10-31" in grid.stdout
     # the grid of a day never run is computed too, and said so
     assert grid_not_run.returncode == 0, grid_not_run.stderr
     assert "2026-10-01: no stored version; its stages are computed from the data" in grid_not_run.stdout
-    assert "value tier" in grid_not_run.stdout
+    assert "Customer grid 客户宫格, 2026-10-01 (stage × value tier)" in grid_not_run.stdout
     # a view that reads versions only: the error names the days kept and, since later versions
     # are kept, a way that replaces none
     assert tag_not_run.returncode == 1 and "Traceback" not in tag_not_run.stderr

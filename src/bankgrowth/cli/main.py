@@ -391,7 +391,7 @@ def insight_lifecycle_cmd(
         computed = insight_service.computed_days(con, end, start)
     for d in computed:
         console.print(f"{d}: no stored version; its stages are computed from the data as of that day (not stored)")
-    render.lifecycle(console, dist)
+    render.lifecycle(console, dist, end)
     if matrix is not None:
         render.matrix(console, matrix, f"Flows {since} → {end} (rows: from, columns: to)")
 
@@ -425,15 +425,17 @@ def insight_grid_cmd(
     A day never run is computed from the data as of that day, with the current thresholds, and
     nothing is stored."""
     from bankgrowth.insight import service as insight_service
+    from bankgrowth.insight import store as insight_store
 
     settings = _settings()
     with _warehouse(settings) as con:
         day = _day(as_of)
         matrix = insight_service.grid(con, day, settings=settings)
         computed = insight_service.computed_days(con, day, counts=False)
+        shown = day or insight_store.latest(con)
     for d in computed:
         console.print(f"{d}: no stored version; its stages are computed from the data as of that day (not stored)")
-    render.matrix(console, matrix, "Customer grid 客户宫格 (stage × value tier)")
+    render.matrix(console, matrix, render.grid_title(shown))
 
 
 @insight_app.command("truth-check")

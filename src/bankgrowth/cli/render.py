@@ -8,6 +8,7 @@ from decimal import Decimal
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 
@@ -207,7 +208,7 @@ def demo(console: Console, result: DemoResult) -> None:
     if result.insight is not None:
         insight_run(console, result.insight)
     if result.grid is not None:
-        matrix(console, result.grid, "Customer grid 客户宫格 (stage × value tier)")
+        matrix(console, result.grid, grid_title(result.insight.as_of if result.insight else None))
     if result.agreement is not None:
         agreement(console, result.agreement)
     if result.campaigns:
@@ -441,7 +442,7 @@ def insight_run(console: Console, report: RunReport) -> None:
         highlight=False,
     )
     _stale(console, report)
-    lifecycle(console, report.distribution)
+    lifecycle(console, report.distribution, report.as_of)
 
 
 def _stale(console: Console, report: RunReport) -> None:
@@ -540,8 +541,8 @@ def run_history(console: Console, runs: list[LoggedRun], tz: tzinfo) -> None:
         )
 
 
-def lifecycle(console: Console, dist: list[StageCount]) -> None:
-    table = Table(title="Lifecycle 生命周期", title_justify="left")
+def lifecycle(console: Console, dist: list[StageCount], day: date | None = None) -> None:
+    table = Table(title="Lifecycle 生命周期" + (f", {day}" if day else ""), title_justify="left")
     for col, just in (("stage", "left"), ("阶段", "left"), ("customers", "right"), ("share", "right"), ("", "left")):
         table.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
     for s in dist:
@@ -578,8 +579,12 @@ def lifecycle_trend(console: Console, trend: Trend) -> None:
         console.print(f"not run: {len(trend.gaps)} day(s) ({shown}); each line skips them", highlight=False)
 
 
+def grid_title(day: date | None) -> str:
+    return "Customer grid 客户宫格" + (f", {day}" if day else "") + " (stage × value tier)"
+
+
 def matrix(console: Console, m: Matrix, title: str) -> None:
-    table = Table(title=title, title_justify="left")
+    table = Table(title=title, title_justify="left", min_width=cell_len(title))  # the title on one line
     table.add_column("")
     for col in m.columns:
         table.add_column(col, justify="right")
