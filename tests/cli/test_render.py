@@ -73,7 +73,10 @@ def test_a_stage_change_after_days_without_a_run_shows_the_span_it_happened_in()
     view = CustomerView(7, profile, {}, None, history, [], [], ZoneInfo("Asia/Shanghai"))
     console = Console(record=True, width=400)
     render.customer(console, view)
-    assert "stage history: transacting (2026-10-31) → at_risk (2026-11-01 – 2026-11-14)" in console.export_text()
+    # then: it starts from the stage before the first change
+    assert (
+        "stage history: bound → transacting (2026-10-31) → at_risk (2026-11-01 – 2026-11-14)" in console.export_text()
+    )
 
 
 def test_a_customers_tags_read_as_an_operator_reads_them() -> None:

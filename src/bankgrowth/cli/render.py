@@ -700,8 +700,9 @@ def customer(console: Console, view: CustomerView) -> None:
             f"tier {view.tags.get('value_tier')} · 365-day transactions {view.tags.get('txn_count_365d')}",
             highlight=False,
         )
-    if view.stage_history:
-        console.print("stage history: " + " → ".join(_stage_change(h) for h in view.stage_history), highlight=False)
+    if view.stage_history:  # from the stage before the first change logged
+        steps = [view.stage_history[0]["from_stage"], *(_stage_change(h) for h in view.stage_history)]
+        console.print("stage history: " + " → ".join(steps), highlight=False)
     if view.bindings:
         table = Table(title="Bindings 绑卡", title_justify="left")
         for col in ("institution", "bound", "unbound", "channel", "one-click"):
