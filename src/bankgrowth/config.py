@@ -58,6 +58,12 @@ class Settings(BaseSettings):
         default=None,
         description="SQLAlchemy URL of the operational store (default: SQLite in data_dir).",
     )
+    warehouse_wait_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="How long a command waits for the DuckDB warehouse while another process holds it "
+        "(a nightly run, a load); the API waits at most 2 s, then answers 503 with Retry-After.",
+    )
     timezone: str = Field(default="Asia/Shanghai", description="IANA zone for business dates.")
     # lifecycle thresholds (docs/insight.md explains each stage)
     at_risk_days: int = Field(default=30, ge=1, description="No transaction for this many days: at risk.")

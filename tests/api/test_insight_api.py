@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import date
+from pathlib import Path
 
 from bankgrowth.insight import service
 from bankgrowth.warehouse import engine as wh
 from tests.api.conftest import World
+from tests.conftest import held
 
 NEVER_RUN = "2026-10-01"  # the world's bank has one stored version, 2026-10-31
 
@@ -87,3 +89,22 @@ def test_a_day_after_the_data_is_refused_as_invalid(world: World) -> None:
     error = response.json()["error"]
     assert error["code"] == "day_after_data"
     assert error["details"] == {"day": "2026-11-30", "last_data_day": "2026-10-31"}
+
+
+def test_a_warehouse_another_process_holds_is_answered_503_with_retry_after(world: World) -> None:
+    path = Path(world.settings.resolved_warehouse_url.removeprefix("duckdb:///"))
+    # given: a nightly run (another process) holding the warehouse
+    with held(path) as holder:
+        # when
+        busy = world.call("GET", "/api/v1/insight/lifecycle", "hq_admin")
+        ready = world.call("GET", "/ready")
+    # then: unavailable for now, with when to come back, and who holds it
+    for response in (busy, ready):
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "10"
+        error = response.json()["error"]
+        assert error["code"] == "warehouse_busy"
+        assert f"in use by process {holder.pid}" in error["message"]["en"] and "稍后重试" in error["message"]["zh"]
+    # and: once it is released, the same requests are answered
+    assert world.call("GET", "/api/v1/insight/lifecycle", "hq_admin").status_code == 200
+    assert world.call("GET", "/ready").status_code == 200

@@ -298,6 +298,29 @@ def test_late_data_is_named_and_restated_on_request(tmp_path: Path) -> None:
     assert "stale" not in after.stdout
 
 
+def test_a_command_waits_for_a_warehouse_another_process_holds(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    from tests.conftest import held
+
+    # given: a loaded bank, and a nightly run (another process) holding its warehouse for a while
+    (tmp_path / "branches.csv").write_text(BRANCHES)
+    assert run(["load", str(tmp_path / "branches.csv")], tmp_path).returncode == 0
+    with held(tmp_path / "warehouse.duckdb") as holder:
+        # when: one command may wait no time, another starts while it is held and is let wait
+        refused = run(["status"], tmp_path, BANKGROWTH_WAREHOUSE_WAIT_SECONDS="0")
+        threading.Thread(target=lambda: (time.sleep(2), holder.kill()), daemon=True).start()
+        waited = run(["status"], tmp_path)
+    # then: the first says who holds it and how to wait longer; the second says it waits, then runs
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert f"is in use by process {holder.pid}: try again" in refused.stderr
+    assert "BANKGROWTH_WAREHOUSE_WAIT_SECONDS" in refused.stderr
+    assert waited.returncode == 0, waited.stderr
+    assert f"is in use by process {holder.pid}; waiting up to 60 s for it" in waited.stderr
+    assert "branches" in waited.stdout
+
+
 def test_insight_before_any_data_says_what_to_do(tmp_path: Path) -> None:
     result = run(["insight", "grid"], tmp_path)
     assert result.returncode == 1

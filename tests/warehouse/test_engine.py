@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from bankgrowth.warehouse import engine
+from tests.conftest import held
 
 
 def test_statement_progress_is_reported_while_a_long_statement_runs(tmp_path: Path) -> None:
@@ -28,3 +34,44 @@ def test_statement_progress_is_reported_while_a_long_statement_runs(tmp_path: Pa
     raw = con.con  # type: ignore[attr-defined]
     assert raw.execute("SELECT current_setting('enable_progress_bar')").fetchone()[0] is False
     con.disconnect()
+
+
+def _release_after(holder: subprocess.Popen[str], seconds: float) -> threading.Thread:
+    thread = threading.Thread(target=lambda: (time.sleep(seconds), holder.kill()), daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_file_another_process_holds_is_waited_for_then_opened(tmp_path: Path) -> None:
+    # given: a warehouse another process holds for about a second
+    path = tmp_path / "w.duckdb"
+    engine.connect(f"duckdb:///{path}").disconnect()
+    told: list[str] = []
+    with held(path) as holder:
+        _release_after(holder, 1.0)
+        # when
+        con = engine.connect(f"duckdb:///{path}", wait=30, on_wait=told.append)
+        # then: it opened once the holder was gone, and said once whom it waited for
+        assert holder.poll() is not None
+    assert told == [f"the warehouse {path} is in use by process {holder.pid}; waiting up to 30 s for it"]
+    assert "customers" in con.list_tables()
+    con.disconnect()
+
+
+def test_a_file_held_past_the_wait_is_refused_as_busy_naming_the_holder(tmp_path: Path) -> None:
+    # given
+    path = tmp_path / "w.duckdb"
+    engine.connect(f"duckdb:///{path}").disconnect()
+    with held(path) as holder:
+        # when / then: after the wait, and at once without one
+        busy = f"the warehouse {path} is in use by process {holder.pid}"
+        with pytest.raises(engine.WarehouseBusy, match=re.escape(f"{busy}; waited 0.3 s: try again")):
+            engine.connect(f"duckdb:///{path}", wait=0.3)
+        with pytest.raises(engine.WarehouseBusy, match=re.escape(f"{busy}: try again")):
+            engine.connect(f"duckdb:///{path}")
+    # and: a file that is not a database is another error, not waited for
+    bad = tmp_path / "not.duckdb"
+    bad.write_text("not a database")
+    with pytest.raises(engine.WarehouseError, match="cannot open DuckDB warehouse") as raised:
+        engine.connect(f"duckdb:///{bad}", wait=30)
+    assert not isinstance(raised.value, engine.WarehouseBusy)

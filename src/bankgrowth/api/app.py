@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bankgrowth import __version__
 from bankgrowth.api import observability
-from bankgrowth.api.deps import allow
+from bankgrowth.api.deps import API_WAREHOUSE_WAIT, allow
 from bankgrowth.audiences import views as audience_views
 from bankgrowth.campaigns import views as campaign_views
 from bankgrowth.config import Settings
@@ -25,7 +25,7 @@ from bankgrowth.operational import db
 from bankgrowth.platform import views as platform_views
 from bankgrowth.rights import payments
 from bankgrowth.rights import views as rights_views
-from bankgrowth.warehouse.engine import WarehouseError, open_warehouse
+from bankgrowth.warehouse.engine import WarehouseBusy, WarehouseError, open_warehouse
 
 API_TAGS = [
     {"name": "platform", "description": "登录、机构、用户、渠道密钥与审计 · Login, orgs, users, channel keys, audit."},
@@ -53,8 +53,12 @@ HTTP_CODES = {401: "unauthenticated", 403: "forbidden", 404: "not_found", 405: "
 HTTP_ZH = {401: "未登录", 403: "无权访问", 404: "资源不存在", 405: "不支持该请求方法"}
 
 
-def _error(request: Request, exc: BankgrowthError) -> JSONResponse:
-    return JSONResponse(exc.body(getattr(request.state, "request_id", None)), status_code=exc.status)
+WAREHOUSE_RETRY_AFTER = 10  # seconds; a nightly run on a million customers takes about as long
+
+
+def _error(request: Request, exc: BankgrowthError, headers: dict[str, str] | None = None) -> JSONResponse:
+    body = exc.body(getattr(request.state, "request_id", None))
+    return JSONResponse(body, status_code=exc.status, headers=headers)
 
 
 def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
@@ -79,6 +83,16 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     @app.exception_handler(BankgrowthError)
     async def domain_error(request: Request, exc: BankgrowthError) -> JSONResponse:
         return _error(request, exc)
+
+    @app.exception_handler(WarehouseError)
+    async def warehouse_error(request: Request, exc: WarehouseError) -> JSONResponse:
+        if isinstance(exc, WarehouseBusy):  # a nightly run or a load holds the file: soon free again
+            busy = Unavailable(str(exc), f"数据仓库正被其他任务占用，请稍后重试：{exc}", code="warehouse_busy")
+            return _error(request, busy, headers={"Retry-After": str(WAREHOUSE_RETRY_AFTER)})
+        down = Unavailable(
+            f"the warehouse does not open: {exc}", f"数据仓库无法打开：{exc}", code="warehouse_unavailable"
+        )
+        return _error(request, down)
 
     @app.exception_handler(LookupError)
     async def lookup_error(request: Request, exc: LookupError) -> JSONResponse:
@@ -122,13 +136,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     @app.get("/ready", tags=["system"], summary="Readiness: the operational store is migrated, the warehouse opens")
     def ready(_: None = allow("public", scope="global")) -> dict[str, Any]:
         db.require_current(engine)
-        try:
-            with open_warehouse(settings):
-                pass
-        except WarehouseError as exc:
-            raise Unavailable(
-                f"the warehouse does not open: {exc}", f"数据仓库无法打开：{exc}", code="warehouse_unavailable"
-            ) from exc
+        with open_warehouse(settings, wait=min(settings.warehouse_wait_seconds, API_WAREHOUSE_WAIT)):
+            pass  # a WarehouseError is answered 503 (warehouse_busy or warehouse_unavailable)
         return {"status": "ready", "schema": db.current_revision(engine)}
 
     @app.get("/metrics", tags=["system"], summary="Prometheus metrics", response_class=PlainTextResponse)

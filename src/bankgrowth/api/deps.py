@@ -52,10 +52,15 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
+API_WAREHOUSE_WAIT = 2.0  # seconds a request waits for a warehouse another process holds
+
+
 def get_warehouse(request: Request) -> Iterator[BaseBackend]:
     """Opened per request and released at once: DuckDB lets one process write a file, so the nightly
-    run can take the file between requests."""
-    with open_warehouse(request.app.state.settings) as con:
+    run can take the file between requests. While another process holds it, a request waits up to
+    :data:`API_WAREHOUSE_WAIT` seconds, then is answered 503 with ``Retry-After``."""
+    settings = request.app.state.settings
+    with open_warehouse(settings, wait=min(settings.warehouse_wait_seconds, API_WAREHOUSE_WAIT)) as con:
         yield con
 
 

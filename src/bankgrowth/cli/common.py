@@ -154,8 +154,11 @@ def settings() -> Settings:
 def warehouse(s: Settings) -> Iterator[BaseBackend]:
     from bankgrowth.warehouse import engine
 
+    def waiting(message: str) -> None:
+        err_console.print(f"[yellow]{message}[/]", highlight=False, soft_wrap=True)
+
     try:
-        with engine.open_warehouse(s) as con:
+        with engine.open_warehouse(s, on_wait=waiting) as con:
             yield con
     except engine.WarehouseError as exc:
         raise fail(str(exc)) from None

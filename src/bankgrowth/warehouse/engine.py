@@ -20,7 +20,9 @@ change, because it only ever sees ``ibis.BaseBackend``.
 from __future__ import annotations
 
 import os
+import re
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -46,6 +48,13 @@ class WarehouseError(Exception):
     """A warehouse URL or connection problem a person can act on."""
 
 
+class WarehouseBusy(WarehouseError):
+    """Another process holds the DuckDB file (a nightly run, a load) past the time allowed to wait."""
+
+
+_HOLDER = re.compile(r"\(PID (\d+)\)")
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What a backend can do, so callers branch on a flag rather than on an engine name."""
@@ -65,11 +74,22 @@ def capabilities(con: BaseBackend) -> Capabilities:
     return CAPABILITIES[con.name]
 
 
-def connect(url: str, *, timezone: str = "Asia/Shanghai") -> BaseBackend:
-    """Open the warehouse named by ``url`` and make sure the canonical tables exist."""
+def connect(
+    url: str,
+    *,
+    timezone: str = "Asia/Shanghai",
+    wait: float = 0.0,
+    on_wait: Callable[[str], None] | None = None,
+) -> BaseBackend:
+    """Open the warehouse named by ``url`` and make sure the canonical tables exist.
+
+    A DuckDB file held by another process is tried again for up to ``wait`` seconds (``on_wait``
+    is told once, with who holds it), then :class:`WarehouseBusy`: DuckDB lets one process at a
+    time open a file for writing, and a nightly run started while the API serves a request, or a
+    request made during a load, would otherwise fail at once."""
     fixed_offset(timezone)  # refuse a daylight-saving zone before touching any data
     if url.startswith("duckdb://"):
-        con = _connect_duckdb(url.removeprefix("duckdb://"))
+        con = _connect_duckdb(url.removeprefix("duckdb://"), wait=wait, on_wait=on_wait)
     elif url.startswith("pyspark://"):
         con = _connect_spark(url.removeprefix("pyspark://"), timezone)
     else:
@@ -78,9 +98,11 @@ def connect(url: str, *, timezone: str = "Asia/Shanghai") -> BaseBackend:
     return con
 
 
-def _connect_duckdb(target: str) -> BaseBackend:
+def _connect_duckdb(target: str, *, wait: float = 0.0, on_wait: Callable[[str], None] | None = None) -> BaseBackend:
     """``path[?memory_limit=4GB&threads=2&temp_directory=…]``; the defaults bound memory."""
     path_part, _, query = target.partition("?")
+    if path_part.startswith("//"):  # duckdb:////abs/path, the SQLAlchemy spelling of an absolute path
+        path_part = "/" + path_part.lstrip("/")
     options = dict(parse_qsl(query))
     unknown = set(options) - {"memory_limit", "threads", "temp_directory"}
     if unknown:
@@ -92,10 +114,7 @@ def _connect_duckdb(target: str) -> BaseBackend:
         path = Path(path_part)
         path.parent.mkdir(parents=True, exist_ok=True)
         options.setdefault("temp_directory", str(path.with_suffix(".tmp")))
-        try:
-            con = ibis.duckdb.connect(str(path), **options)
-        except Exception as exc:  # duckdb raises IOException for locks and bad files
-            raise WarehouseError(f"cannot open DuckDB warehouse {path}: {_first_line(exc)}") from exc
+        con = _open_duckdb_file(path, options, wait, on_wait)
     con.raw_sql("SET TimeZone = 'UTC'")  # every engine session runs in UTC (see timeutil)
     con.raw_sql("SET enable_progress_bar = false")  # progress is the front end's to show
     return con
@@ -108,6 +127,35 @@ def default_memory_limit() -> str:
     except (ValueError, OSError):
         return "4GB"
     return f"{max(1, total // 4 // (1 << 30))}GB"
+
+
+def _open_duckdb_file(
+    path: Path, options: dict[str, str], wait: float, on_wait: Callable[[str], None] | None
+) -> BaseBackend:
+    """Open ``path``; while another process holds it, try again (from 50 ms, doubling to 1 s)
+    until ``wait`` seconds have passed."""
+    deadline = time.monotonic() + wait
+    delay, told = 0.05, False
+    while True:
+        try:
+            return ibis.duckdb.connect(str(path), **options)
+        except Exception as exc:  # duckdb raises IOException for locks and bad files
+            if "Could not set lock on file" not in str(exc):
+                raise WarehouseError(f"cannot open DuckDB warehouse {path}: {_first_line(exc)}") from exc
+            pid = _HOLDER.search(str(exc))
+            holder = f"process {pid.group(1)}" if pid else "another process"
+            left = deadline - time.monotonic()
+            if left <= 0:
+                waited = f"; waited {wait:g} s" if wait else ""
+                raise WarehouseBusy(
+                    f"the warehouse {path} is in use by {holder}{waited}: try again when it has finished "
+                    "(BANKGROWTH_WAREHOUSE_WAIT_SECONDS sets how long a command waits)"
+                ) from exc
+            if on_wait is not None and not told:
+                on_wait(f"the warehouse {path} is in use by {holder}; waiting up to {wait:g} s for it")
+                told = True
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, 1.0)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -225,9 +273,17 @@ def statement_progress(con: BaseBackend, report: Callable[[float], None], *, eve
 
 
 @contextmanager
-def open_warehouse(settings: Settings) -> Iterator[BaseBackend]:
-    """Connect from settings and always disconnect, so the DuckDB file is released cleanly."""
-    con = connect(settings.resolved_warehouse_url, timezone=settings.timezone)
+def open_warehouse(
+    settings: Settings, *, wait: float | None = None, on_wait: Callable[[str], None] | None = None
+) -> Iterator[BaseBackend]:
+    """Connect from settings and always disconnect, so the DuckDB file is released cleanly. A file
+    held by another process is waited for ``wait`` seconds (default: the settings')."""
+    con = connect(
+        settings.resolved_warehouse_url,
+        timezone=settings.timezone,
+        wait=settings.warehouse_wait_seconds if wait is None else wait,
+        on_wait=on_wait,
+    )
     try:
         yield con
     finally:
