@@ -13,6 +13,7 @@ fill fails until a probe for it is added below — the suite never skips a route
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -207,6 +208,25 @@ def test_without_credentials_only_public_routes_answer(world: World, method: str
     else:
         assert r.status_code == 401, r.text
         assert r.json()["error"]["code"] in {"login_required", "api_key_required"}
+
+
+def test_the_caller_is_checked_before_any_store_is_opened(world: World) -> None:
+    from tests.conftest import held
+
+    # given: every protected route that reads the warehouse, checked first for the caller
+    readers = [(m, r) for m, r in ROUTES if "get_warehouse" in _dependencies(r) and rule_of(r).audience != "public"]
+    assert len(readers) > 30
+    for method, route in readers:
+        assert _dependencies(route)[0] in {"console", "channel"}, f"{method} {route.path}: take the caller first"
+    # when: a nightly run (another process) holds the warehouse, and nobody logged in calls them
+    with held(Path(world.settings.resolved_warehouse_url.removeprefix("duckdb:///"))):
+        answers = {(m, r.path): _request(world, m, r, None, branch_a_objects(world)) for m, r in readers}
+    # then: each is refused for want of credentials, not kept waiting for the warehouse
+    assert {k: a.status_code for k, a in answers.items() if a.status_code != 401} == {}
+
+
+def _dependencies(route: APIRoute) -> list[str]:
+    return [getattr(d.call, "__name__", "") for d in route.dependant.dependencies]
 
 
 @pytest.mark.parametrize(("method", "route"), ROUTES, ids=IDS)

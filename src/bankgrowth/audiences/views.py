@@ -56,12 +56,12 @@ def _detail(session: SessionDep, audience: Audience, version: int | None = None)
 
 
 @router.get("/audiences", response_model=list[AudienceRead], summary="Audiences I can use (客群)")
-def list_audiences(session: SessionDep, principal: Reader) -> list[AudienceRead]:
+def list_audiences(principal: Reader, session: SessionDep) -> list[AudienceRead]:
     return [AudienceRead.model_validate(a) for a in audiences.list_audiences(session, principal=principal)]
 
 
 @router.post("/audiences", response_model=AudienceDetail, status_code=201, summary="Define an audience (新建客群)")
-def create_audience(body: AudienceCreate, session: SessionDep, con: WarehouseDep, principal: Writer) -> AudienceDetail:
+def create_audience(principal: Writer, body: AudienceCreate, session: SessionDep, con: WarehouseDep) -> AudienceDetail:
     with session.begin():
         audience = audiences.create(session, con, principal=principal, data=body)
         return _detail(session, audience)
@@ -79,10 +79,10 @@ def rule_schema(_: Definer) -> dict[str, Any]:
     description="`rule` is the text form, e.g. stage = 'super' and txn_count_30d >= 3.",
 )
 def count_rule(
+    principal: Reader,
     session: SessionDep,
     con: WarehouseDep,
     settings: SettingsDep,
-    principal: Reader,
     rule: Annotated[str, Query(min_length=1, max_length=20_000)],
     as_of: AsOf = None,
 ) -> CountRead:
@@ -95,10 +95,10 @@ def count_rule(
 
 @router.get("/audiences/overlap", response_model=OverlapRead, summary="Overlap of 2–5 audiences (重叠分析)")
 def overlap(
+    principal: Reader,
     session: SessionDep,
     con: WarehouseDep,
     settings: SettingsDep,
-    principal: Reader,
     codes: Annotated[list[Annotated[str, Query(pattern=CODE)]], Query(min_length=2, max_length=5)],
     as_of: AsOf = None,
 ) -> OverlapRead:
@@ -113,17 +113,17 @@ def overlap(
     response_model=list[str],
     summary="Install the core segments at HQ (安装核心客群); returns the codes created",
 )
-def install_core_segments(session: SessionDep, con: WarehouseDep, principal: Writer) -> list[str]:
+def install_core_segments(principal: Writer, session: SessionDep, con: WarehouseDep) -> list[str]:
     with session.begin():
         return audiences.install_core_segments(session, con, principal=principal)
 
 
 @router.get("/audiences/clusters", response_model=ClusteringRead, summary="k-means clusters of behaviour (聚类分群)")
 def clusters(
+    principal: Reader,
     session: SessionDep,
     con: WarehouseDep,
     settings: SettingsDep,
-    principal: Reader,
     k: Annotated[int, Query(ge=2, le=20)] = 6,
     audience: Annotated[str | None, Query(pattern=CODE, description="Only this audience's members.")] = None,
 ) -> ClusteringRead:
@@ -139,9 +139,9 @@ def clusters(
 
 @router.get("/audiences/{code}", response_model=AudienceDetail, summary="One audience and its definition")
 def get_audience(
+    principal: Reader,
     code: Code,
     session: SessionDep,
-    principal: Reader,
     version: Annotated[int | None, Query(ge=1, le=2**31)] = None,
 ) -> AudienceDetail:
     return _detail(session, audiences.get_or_raise(session, principal=principal, code=code), version)
@@ -151,7 +151,7 @@ def get_audience(
     "/audiences/{code}/versions", response_model=AudienceDetail, summary="A new version of the rule (earlier kept)"
 )
 def update_audience(
-    code: Code, body: Definition, session: SessionDep, con: WarehouseDep, principal: Writer
+    principal: Writer, code: Code, body: Definition, session: SessionDep, con: WarehouseDep
 ) -> AudienceDetail:
     with session.begin():
         audience = audiences.update(session, con, principal=principal, code=code, data=body)
@@ -160,7 +160,7 @@ def update_audience(
 
 @router.get("/audiences/{code}/count", response_model=CountRead, summary="How many customers, in my scope")
 def count(
-    code: Code, session: SessionDep, con: WarehouseDep, settings: SettingsDep, principal: Reader, as_of: AsOf = None
+    principal: Reader, code: Code, session: SessionDep, con: WarehouseDep, settings: SettingsDep, as_of: AsOf = None
 ) -> CountRead:
     c = audiences.count(session, con, principal=principal, code=code, as_of=as_of, timezone=settings.timezone)
     return CountRead(**vars(c))
@@ -168,11 +168,11 @@ def count(
 
 @router.get("/audiences/{code}/preview", summary="A few members with their main tags, masked (预览)")
 def preview(
+    principal: Reader,
     code: Code,
     session: SessionDep,
     con: WarehouseDep,
     settings: SettingsDep,
-    principal: Reader,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     as_of: AsOf = None,
 ) -> list[dict[str, Any]]:
@@ -188,7 +188,7 @@ def preview(
     summary="Materialize the members now (快照), with the definition version and tag day",
 )
 def snapshot(
-    code: Code, session: SessionDep, con: WarehouseDep, settings: SettingsDep, principal: Writer, as_of: AsOf = None
+    principal: Writer, code: Code, session: SessionDep, con: WarehouseDep, settings: SettingsDep, as_of: AsOf = None
 ) -> SnapshotRead:
     snap = flows.take_snapshot(session, con, principal=principal, code=code, as_of=as_of, timezone=settings.timezone)
     return SnapshotRead.model_validate(snap)
@@ -200,7 +200,7 @@ def snapshot(
     summary="Customers most like this audience (相似人群扩展), with the model's held-out quality",
 )
 def lookalike(
-    code: Code, body: LookalikeCreate, session: SessionDep, con: WarehouseDep, settings: SettingsDep, principal: Writer
+    principal: Writer, code: Code, body: LookalikeCreate, session: SessionDep, con: WarehouseDep, settings: SettingsDep
 ) -> LookalikeRead:
     with session.begin():
         found = audiences.lookalike(
@@ -226,7 +226,7 @@ def lookalike(
 
 
 @router.get("/audiences/{code}/snapshots", response_model=list[SnapshotRead], summary="Snapshots of an audience")
-def list_snapshots(code: Code, session: SessionDep, principal: Reader) -> list[SnapshotRead]:
+def list_snapshots(principal: Reader, code: Code, session: SessionDep) -> list[SnapshotRead]:
     return [SnapshotRead.model_validate(s) for s in audiences.list_snapshots(session, principal=principal, code=code)]
 
 
@@ -236,10 +236,10 @@ def list_snapshots(code: Code, session: SessionDep, principal: Reader) -> list[S
     summary="Who joined and who left since an earlier snapshot",
 )
 def diff(
+    principal: Reader,
     snapshot_id: SnapshotId,
     session: SessionDep,
     con: WarehouseDep,
-    principal: Reader,
     before: Annotated[int, Query(ge=1, le=2**62, description="The earlier snapshot.")],
 ) -> DiffRead:
     d = audiences.diff(session, con, principal=principal, before=before, after=snapshot_id)
@@ -253,11 +253,11 @@ def diff(
     responses={200: {"content": {"text/csv": {}, "application/vnd.apache.parquet": {}}}},
 )
 def export(
+    principal: Reader,
     snapshot_id: SnapshotId,
     session: SessionDep,
     con: WarehouseDep,
     settings: SettingsDep,
-    principal: Reader,
     format: Literal["csv", "parquet"] = "csv",
     columns: Annotated[list[Annotated[str, Query(pattern=r"^[a-z][a-z0-9_]{0,63}$")]] | None, Query()] = None,
     pseudonymize: bool = False,
@@ -289,7 +289,7 @@ def export(
         "of the list is kept."
     ),
 )
-def upload(body: ListUpload, session: SessionDep, con: WarehouseDep, principal: Writer) -> dict[str, Any]:
+def upload(principal: Writer, body: ListUpload, session: SessionDep, con: WarehouseDep) -> dict[str, Any]:
     with session.begin():
         up = audiences.upload(session, con, principal=principal, data=body)
         return {
@@ -308,12 +308,12 @@ def upload(body: ListUpload, session: SessionDep, con: WarehouseDep, principal: 
     summary="Is this customer in the audience now? (one customer, evaluated in memory)",
 )
 def channel_membership(
+    principal: ChannelApp,
     customer_id: CustomerId,
     code: Code,
     session: SessionDep,
     con: WarehouseDep,
     settings: SettingsDep,
-    principal: ChannelApp,
 ) -> dict[str, Any]:
     m = audiences.is_member(
         session, con, principal=principal, code=code, customer_id=customer_id, timezone=settings.timezone

@@ -97,14 +97,14 @@ def _finite(value: Any) -> Any:
 
 @router.get("/campaigns", response_model=list[CampaignRead], summary="Campaigns I can see (营销活动)")
 def list_campaigns(
-    session: SessionDep, principal: Reader, status: Annotated[Status | None, Query()] = None
+    principal: Reader, session: SessionDep, status: Annotated[Status | None, Query()] = None
 ) -> list[CampaignRead]:
     found = campaigns.list_campaigns(session, principal=principal, status=status)
     return [CampaignRead.model_validate(c) for c in found]
 
 
 @router.post("/campaigns", response_model=CampaignDetail, status_code=201, summary="Define a campaign (新建活动)")
-def create_campaign(body: CampaignCreate, session: SessionDep, principal: Writer) -> CampaignDetail:
+def create_campaign(principal: Writer, body: CampaignCreate, session: SessionDep) -> CampaignDetail:
     with session.begin():
         return _detail(session, campaigns.create(session, principal=principal, data=body))
 
@@ -133,7 +133,7 @@ def list_templates(_: Definer) -> list[TemplateRead]:
     status_code=201,
     summary="A campaign from a 3A3R template (按模板新建); edit it like any other before submitting",
 )
-def create_from_template(body: FromTemplate, session: SessionDep, principal: Writer) -> CampaignDetail:
+def create_from_template(principal: Writer, body: FromTemplate, session: SessionDep) -> CampaignDetail:
     spec = templates.build(body.template, **body.model_dump(exclude={"template"}))
     with session.begin():
         return _detail(session, campaigns.create(session, principal=principal, data=spec))
@@ -141,9 +141,9 @@ def create_from_template(body: FromTemplate, session: SessionDep, principal: Wri
 
 @router.get("/campaigns/{campaign_code}", response_model=CampaignDetail, summary="One campaign and its definition")
 def get_campaign(
+    principal: Reader,
     campaign_code: Code,
     session: SessionDep,
-    principal: Reader,
     version: Annotated[int | None, Query(ge=1, le=2**31)] = None,
 ) -> CampaignDetail:
     return _detail(session, campaigns.get_or_raise(session, principal=principal, code=campaign_code), version)
@@ -154,7 +154,7 @@ def get_campaign(
     response_model=CampaignDetail,
     summary="A new version of the definition (draft or rejected only; earlier versions kept)",
 )
-def update_campaign(campaign_code: Code, body: Definition, session: SessionDep, principal: Writer) -> CampaignDetail:
+def update_campaign(principal: Writer, campaign_code: Code, body: Definition, session: SessionDep) -> CampaignDetail:
     with session.begin():
         return _detail(session, campaigns.update(session, principal=principal, code=campaign_code, definition=body))
 
@@ -162,7 +162,7 @@ def update_campaign(campaign_code: Code, body: Definition, session: SessionDep, 
 @router.post(
     "/campaigns/{campaign_code}/submit", response_model=CampaignDetail, summary="Submit for approval (提交审批)"
 )
-def submit(campaign_code: Code, session: SessionDep, principal: Writer) -> CampaignDetail:
+def submit(principal: Writer, campaign_code: Code, session: SessionDep) -> CampaignDetail:
     with session.begin():
         return _detail(session, campaigns.submit(session, principal=principal, code=campaign_code))
 
@@ -174,7 +174,7 @@ def submit(campaign_code: Code, session: SessionDep, principal: Writer) -> Campa
     description="Needs the approve permission. Refused (maker_checker) when the caller created the campaign, "
     "wrote the version under review, or submitted it.",
 )
-def decide(campaign_code: Code, body: Decision, session: SessionDep, principal: Approver) -> CampaignDetail:
+def decide(principal: Approver, campaign_code: Code, body: Decision, session: SessionDep) -> CampaignDetail:
     with session.begin():
         return _detail(session, campaigns.decide(session, principal=principal, code=campaign_code, decision=body))
 
@@ -185,7 +185,7 @@ def decide(campaign_code: Code, body: Decision, session: SessionDep, principal: 
     summary="Launch (启动): snapshot the audience and assign every member to control or an arm",
 )
 def launch(
-    campaign_code: Code, session: SessionDep, con: WarehouseDep, settings: SettingsDep, principal: Writer
+    principal: Writer, campaign_code: Code, session: SessionDep, con: WarehouseDep, settings: SettingsDep
 ) -> CampaignDetail:
     campaign = flows.launch(session, con, principal=principal, code=campaign_code, timezone=settings.timezone)
     return _detail(session, campaign)
@@ -231,7 +231,7 @@ def _execute_in_background(engine: Engine, settings: Settings, principal: Princi
     "after the last committed batch, and every grant and message has a key that cannot be used twice.",
 )
 def execute(
-    campaign_code: Code, request: Request, background: BackgroundTasks, session: SessionDep, principal: Writer
+    principal: Writer, campaign_code: Code, request: Request, background: BackgroundTasks, session: SessionDep
 ) -> ExecutionRead:
     with session.begin():
         p = campaigns.request_execution(session, principal=principal, code=campaign_code)
@@ -246,7 +246,7 @@ def execute(
 @router.get(
     "/campaigns/{campaign_code}/execution", response_model=ExecutionRead, summary="Execution progress and the outbox"
 )
-def execution(campaign_code: Code, session: SessionDep, principal: Reader) -> ExecutionRead:
+def execution(principal: Reader, campaign_code: Code, session: SessionDep) -> ExecutionRead:
     return _execution(campaigns.progress(session, principal=principal, code=campaign_code))
 
 
@@ -258,13 +258,13 @@ def execution(campaign_code: Code, session: SessionDep, principal: Reader) -> Ex
     "sample-ratio check, incremental outcomes, rights cost and ROI, and the goal by stage and institution. "
     "`complete` is false while the warehouse does not yet cover the goal window.",
 )
-def results(campaign_code: Code, session: SessionDep, con: WarehouseDep, principal: Reader) -> ResultsRead:
+def results(principal: Reader, campaign_code: Code, session: SessionDep, con: WarehouseDep) -> ResultsRead:
     found = measurement.measure(session, con, principal=principal, code=campaign_code)
     return ResultsRead.model_validate(_finite(asdict(found)))
 
 
 @router.post("/campaigns/{campaign_code}/finish", response_model=CampaignDetail, summary="Finish (结束活动)")
-def finish(campaign_code: Code, session: SessionDep, principal: Writer) -> CampaignDetail:
+def finish(principal: Writer, campaign_code: Code, session: SessionDep) -> CampaignDetail:
     with session.begin():
         return _detail(session, campaigns.finish(session, principal=principal, code=campaign_code))
 
@@ -278,7 +278,7 @@ def finish(campaign_code: Code, session: SessionDep, principal: Writer) -> Campa
     summary="A customer's do-not-contact entries (免打扰)",
 )
 def list_do_not_contact(
-    customer_id: CustomerId, session: SessionDep, con: WarehouseDep, principal: Reader
+    principal: Reader, customer_id: CustomerId, session: SessionDep, con: WarehouseDep
 ) -> list[DoNotContactRead]:
     found = flows.do_not_contact(session, con, principal=principal, customer_id=str(customer_id))
     return [DoNotContactRead.model_validate(d) for d in found]
@@ -291,7 +291,7 @@ def list_do_not_contact(
     summary="Register do-not-contact (登记免打扰): queued messages are suppressed with the reason",
 )
 def add_do_not_contact(
-    customer_id: CustomerId, body: DoNotContactCreate, session: SessionDep, con: WarehouseDep, principal: Writer
+    principal: Writer, customer_id: CustomerId, body: DoNotContactCreate, session: SessionDep, con: WarehouseDep
 ) -> DoNotContactRead:
     with session.begin():
         entry = flows.add_do_not_contact(
@@ -305,10 +305,10 @@ def add_do_not_contact(
     summary="Allow contact again on a channel (* for the entry covering every channel); 404 without an entry",
 )
 def remove_do_not_contact(
+    principal: Writer,
     customer_id: CustomerId,
     session: SessionDep,
     con: WarehouseDep,
-    principal: Writer,
     channel: Annotated[Channel | None, Query(description="Default: the entry for every channel (*).")] = None,
 ) -> dict[str, Any]:
     which = str(channel) if channel is not None else ALL

@@ -105,9 +105,9 @@ def _computed(response: Response, days: list[date]) -> None:
     responses=COMPUTED_HEADER,
 )
 def lifecycle(
+    principal: Reader,
     con: WarehouseDep,
     settings: SettingsDep,
-    principal: Reader,
     response: Response,
     as_of: AnyDay = None,
     compute: Compute = False,
@@ -126,8 +126,8 @@ def lifecycle(
     summary="Customers by lifecycle stage, day by day (生命周期趋势)",
 )
 def lifecycle_trend(
-    con: WarehouseDep,
     principal: Reader,
+    con: WarehouseDep,
     end: Annotated[date | None, Query(description="Last day of the span; default the latest day run.")] = None,
     days: Annotated[int, Query(ge=1, le=3660, description="Length of the span in days.")] = 30,
 ) -> TrendRead:
@@ -143,9 +143,9 @@ def lifecycle_trend(
     responses=COMPUTED_HEADER,
 )
 def transitions(
+    principal: Reader,
     con: WarehouseDep,
     settings: SettingsDep,
-    principal: Reader,
     response: Response,
     start: Annotated[date, Query(description="The day of the rows' stages.")],
     end: Annotated[date, Query(description="The day of the columns' stages.")],
@@ -166,9 +166,9 @@ def transitions(
     responses=COMPUTED_HEADER,
 )
 def grid(
+    principal: Reader,
     con: WarehouseDep,
     settings: SettingsDep,
-    principal: Reader,
     response: Response,
     as_of: AnyDay = None,
     compute: Compute = False,
@@ -183,23 +183,23 @@ def grid(
 
 @router.get("/insight/runs", response_model=list[InsightRunRead], summary="The nightly runs, newest first (跑批记录)")
 def runs(
-    con: WarehouseDep,
     principal: Reader,
+    con: WarehouseDep,
     limit: Annotated[int, Query(ge=1, le=1000, description="How many runs.")] = 30,
 ) -> list[InsightRunRead]:
     return [InsightRunRead(**vars(r)) for r in service.run_history(con, limit=limit, scope=principal.scope)]
 
 
 @router.get("/tags", response_model=list[TagRead], summary="The tag catalog's definitions (标签目录)")
-def list_tags(con: WarehouseDep, principal: TagReader) -> list[TagRead]:
+def list_tags(principal: TagReader, con: WarehouseDep) -> list[TagRead]:
     return [TagRead(**_tag(t)) for t in service.catalog_tags(con)]
 
 
 @router.get("/tags/{name}", response_model=TagStatsRead, summary="One tag: coverage and distribution in my subtree")
 def show_tag(
+    principal: Reader,
     name: Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,63}$")],
     con: WarehouseDep,
-    principal: Reader,
     as_of: AsOf = None,
 ) -> TagStatsRead:
     stats = service.catalog(con, as_of, names=[name], scope=principal.scope)[0]
@@ -229,7 +229,7 @@ def _view(view: service.CustomerView, revealed: bool) -> CustomerViewRead:
 
 @router.get("/customers/{customer_id}", response_model=CustomerViewRead, summary="Customer view, masked (客户视图)")
 def customer(
-    customer_id: CustomerId, session: SessionDep, con: WarehouseDep, settings: SettingsDep, principal: Reader
+    principal: Reader, customer_id: CustomerId, session: SessionDep, con: WarehouseDep, settings: SettingsDep
 ) -> CustomerViewRead:
     view = flows.customer_view(session, con, principal=principal, customer_id=customer_id, timezone=settings.timezone)
     return _view(view, revealed=False)
@@ -239,7 +239,7 @@ def customer(
     "/customers/{customer_id}/reveal", response_model=CustomerViewRead, summary="Customer view in clear (audited)"
 )
 def reveal_customer(
-    customer_id: CustomerId, session: SessionDep, con: WarehouseDep, settings: SettingsDep, principal: Revealer
+    principal: Revealer, customer_id: CustomerId, session: SessionDep, con: WarehouseDep, settings: SettingsDep
 ) -> CustomerViewRead:
     with session.begin():
         view = flows.customer_view(
@@ -256,5 +256,5 @@ def channel_me(principal: ChannelApp) -> dict[str, str]:
 @channel_router.get(
     "/customers/{customer_id}/profile", response_model=ChannelProfile, summary="Stage and value for personalisation"
 )
-def channel_profile(customer_id: CustomerId, con: WarehouseDep, principal: ChannelApp) -> ChannelProfile:
+def channel_profile(principal: ChannelApp, customer_id: CustomerId, con: WarehouseDep) -> ChannelProfile:
     return ChannelProfile(**service.channel_profile(con, customer_id, scope=principal.scope))

@@ -68,7 +68,7 @@ def login(
 
 
 @router.post("/auth/logout", status_code=204, summary="End this console session (退出登录)")
-def logout(request: Request, session: SessionDep, principal: Myself) -> Response:
+def logout(principal: Myself, request: Request, session: SessionDep) -> Response:
     bearer: HTTPAuthorizationCredentials | None = bearer_of(request)
     assert bearer is not None
     with session.begin():
@@ -88,7 +88,7 @@ def me(principal: Myself) -> Me:
 
 
 @router.post("/auth/password", status_code=204, summary="Change my password (修改密码)")
-def change_password(body: PasswordChange, session: SessionDep, principal: Myself) -> Response:
+def change_password(principal: Myself, body: PasswordChange, session: SessionDep) -> Response:
     with session.begin():
         platform_service.change_own_password(
             session, principal=principal, old_password=body.old_password, new_password=body.new_password
@@ -97,60 +97,60 @@ def change_password(body: PasswordChange, session: SessionDep, principal: Myself
 
 
 @router.get("/orgs", response_model=list[OrgRead], summary="Orgs in my subtree (机构)")
-def list_orgs(session: SessionDep, principal: Reader) -> list[OrgRead]:
+def list_orgs(principal: Reader, session: SessionDep) -> list[OrgRead]:
     return [OrgRead.model_validate(o) for o in platform_service.list_orgs(session, principal=principal)]
 
 
 @router.get("/orgs/{org_id}", response_model=OrgRead, summary="One org")
-def get_org(org_id: str, session: SessionDep, principal: Reader) -> OrgRead:
+def get_org(principal: Reader, org_id: str, session: SessionDep) -> OrgRead:
     return OrgRead.model_validate(platform_service.get_org_or_raise(session, principal=principal, org_id=org_id))
 
 
 @router.get("/users", response_model=list[UserRead], summary="Users in my subtree (用户)")
-def list_users(session: SessionDep, principal: Reader) -> list[UserRead]:
+def list_users(principal: Reader, session: SessionDep) -> list[UserRead]:
     return [UserRead.model_validate(u) for u in platform_service.list_users(session, principal=principal)]
 
 
 @router.post("/users", response_model=UserRead, status_code=201, summary="Create a user")
-def create_user(body: UserCreate, session: SessionDep, principal: Manager) -> UserRead:
+def create_user(principal: Manager, body: UserCreate, session: SessionDep) -> UserRead:
     with session.begin():
         user = platform_service.create_user(session, principal=principal, data=body)
     return UserRead.model_validate(user)
 
 
 @router.get("/users/{user_id}", response_model=UserRead, summary="One user")
-def get_user(user_id: UserId, session: SessionDep, principal: Reader) -> UserRead:
+def get_user(principal: Reader, user_id: UserId, session: SessionDep) -> UserRead:
     return UserRead.model_validate(platform_service.get_user_or_raise(session, principal=principal, user_id=user_id))
 
 
 @router.patch("/users/{user_id}", response_model=UserRead, summary="Change a user's name, org, roles or status")
-def update_user(user_id: UserId, body: UserUpdate, session: SessionDep, principal: Manager) -> UserRead:
+def update_user(principal: Manager, user_id: UserId, body: UserUpdate, session: SessionDep) -> UserRead:
     with session.begin():
         user = platform_service.update_user(session, principal=principal, user_id=user_id, data=body)
     return UserRead.model_validate(user)
 
 
 @router.post("/users/{user_id}/password", status_code=204, summary="Reset a user's password (ends their sessions)")
-def reset_password(user_id: UserId, body: PasswordReset, session: SessionDep, principal: Manager) -> Response:
+def reset_password(principal: Manager, user_id: UserId, body: PasswordReset, session: SessionDep) -> Response:
     with session.begin():
         platform_service.reset_password(session, principal=principal, user_id=user_id, password=body.password)
     return Response(status_code=204)
 
 
 @router.get("/api-keys", response_model=list[ApiKeyRead], summary="Channel API keys in my subtree (渠道密钥)")
-def list_keys(session: SessionDep, principal: Manager) -> list[ApiKeyRead]:
+def list_keys(principal: Manager, session: SessionDep) -> list[ApiKeyRead]:
     return [ApiKeyRead.model_validate(k) for k in platform_service.list_keys(session, principal=principal)]
 
 
 @router.post("/api-keys", response_model=ApiKeyCreated, status_code=201, summary="Create a channel API key")
-def create_key(body: ApiKeyCreate, session: SessionDep, principal: Manager) -> ApiKeyCreated:
+def create_key(principal: Manager, body: ApiKeyCreate, session: SessionDep) -> ApiKeyCreated:
     with session.begin():
         key, plaintext = platform_service.create_key(session, principal=principal, data=body)
     return ApiKeyCreated(**ApiKeyRead.model_validate(key).model_dump(), key=plaintext)
 
 
 @router.post("/api-keys/{key_id}/rotate", response_model=ApiKeyCreated, status_code=201, summary="Rotate a key")
-def rotate_key(key_id: KeyId, session: SessionDep, settings: SettingsDep, principal: Manager) -> ApiKeyCreated:
+def rotate_key(principal: Manager, key_id: KeyId, session: SessionDep, settings: SettingsDep) -> ApiKeyCreated:
     with session.begin():
         key, plaintext = platform_service.rotate_key(
             session, principal=principal, key_id=key_id, grace=timedelta(hours=settings.key_grace_hours)
@@ -159,7 +159,7 @@ def rotate_key(key_id: KeyId, session: SessionDep, settings: SettingsDep, princi
 
 
 @router.delete("/api-keys/{key_id}", response_model=ApiKeyRead, summary="Revoke a key at once")
-def revoke_key(key_id: KeyId, session: SessionDep, principal: Manager) -> ApiKeyRead:
+def revoke_key(principal: Manager, key_id: KeyId, session: SessionDep) -> ApiKeyRead:
     with session.begin():
         key = platform_service.revoke_key(session, principal=principal, key_id=key_id)
     return ApiKeyRead.model_validate(key)
@@ -167,8 +167,8 @@ def revoke_key(key_id: KeyId, session: SessionDep, principal: Manager) -> ApiKey
 
 @router.get("/audit", response_model=list[AuditRead], summary="The audit log, newest first (审计日志)")
 def audit_log(
-    session: SessionDep,
     principal: Auditor,
+    session: SessionDep,
     actor: str | None = None,
     action: Annotated[str | None, Query(description="Prefix, e.g. users. or api_keys.rotate")] = None,
     object_type: str | None = None,

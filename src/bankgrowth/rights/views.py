@@ -81,12 +81,12 @@ def provider_of(request: Request) -> PaymentProvider:
 
 
 @router.get("/rights", response_model=list[RightRead], summary="The rights catalog (权益目录): mine and HQ's")
-def list_rights(session: SessionDep, principal: Reader) -> list[RightRead]:
+def list_rights(principal: Reader, session: SessionDep) -> list[RightRead]:
     return [RightRead.model_validate(r) for r in rights_service.list_rights(session, principal=principal)]
 
 
 @router.post("/rights", response_model=RightRead, status_code=201, summary="Create a right (新建权益)")
-def create_right(body: RightCreate, session: SessionDep, principal: Writer) -> RightRead:
+def create_right(principal: Writer, body: RightCreate, session: SessionDep) -> RightRead:
     with session.begin():
         right = rights_service.create_right(session, principal=principal, data=body)
     return RightRead.model_validate(right)
@@ -103,21 +103,21 @@ def create_right(body: RightCreate, session: SessionDep, principal: Writer) -> R
         "transaction: if an entry cannot be created, none is, and the error names the entry."
     ),
 )
-def install_catalog(body: Catalog, session: SessionDep, principal: Writer) -> CatalogInstalled:
+def install_catalog(principal: Writer, body: Catalog, session: SessionDep) -> CatalogInstalled:
     with session.begin():
         done = catalog.install(session, principal=principal, catalog=body)
     return CatalogInstalled(created=done.created, kept=done.kept, differing=done.differing)
 
 
 @router.get("/rights/{right_code}", response_model=RightRead, summary="One right")
-def get_right(right_code: Code, session: SessionDep, principal: Reader) -> RightRead:
+def get_right(principal: Reader, right_code: Code, session: SessionDep) -> RightRead:
     return RightRead.model_validate(rights_service.get_right_or_raise(session, principal=principal, code=right_code))
 
 
 @router.post(
     "/rights/{right_code}/codes", response_model=CodesImported, summary="Import or generate coupon codes (导入券码)"
 )
-def add_codes(right_code: Code, body: CodesImport, session: SessionDep, principal: Writer) -> CodesImported:
+def add_codes(principal: Writer, right_code: Code, body: CodesImport, session: SessionDep) -> CodesImported:
     with session.begin():
         added, present = rights_service.add_codes(session, principal=principal, code=right_code, data=body)
     return CodesImported(added=added, already_present=present)
@@ -127,19 +127,19 @@ def add_codes(right_code: Code, body: CodesImport, session: SessionDep, principa
 
 
 @router.get("/pools", response_model=list[PoolUsage], summary="Budget pools in my subtree, spent and left (预算池)")
-def list_pools(session: SessionDep, settings: SettingsDep, principal: Reader) -> list[PoolUsage]:
+def list_pools(principal: Reader, session: SessionDep, settings: SettingsDep) -> list[PoolUsage]:
     return [_usage(session, settings, p) for p in rights_service.list_pools(session, principal=principal)]
 
 
 @router.post("/pools", response_model=PoolRead, status_code=201, summary="Create a budget pool")
-def create_pool(body: PoolCreate, session: SessionDep, principal: Writer) -> PoolRead:
+def create_pool(principal: Writer, body: PoolCreate, session: SessionDep) -> PoolRead:
     with session.begin():
         pool = rights_service.create_pool(session, principal=principal, data=body)
     return PoolRead.model_validate(pool)
 
 
 @router.get("/pools/{pool_code}", response_model=PoolUsage, summary="One pool: spent and left this period")
-def get_pool(pool_code: Code, session: SessionDep, settings: SettingsDep, principal: Reader) -> PoolUsage:
+def get_pool(principal: Reader, pool_code: Code, session: SessionDep, settings: SettingsDep) -> PoolUsage:
     return _usage(session, settings, rights_service.get_pool_or_raise(session, principal=principal, code=pool_code))
 
 
@@ -149,7 +149,7 @@ def get_pool(pool_code: Code, session: SessionDep, settings: SettingsDep, princi
     summary="Give part of this pool's budget to a branch pool (下拨预算); idempotent on key",
 )
 def allocate(
-    pool_code: Code, body: Allocation, session: SessionDep, settings: SettingsDep, principal: Writer
+    principal: Writer, pool_code: Code, body: Allocation, session: SessionDep, settings: SettingsDep
 ) -> PoolUsage:
     with session.begin():
         pool = rights_service.get_pool_or_raise(session, principal=principal, code=pool_code)
@@ -169,7 +169,7 @@ def allocate(
     "no_code (no coupon code left).",
 )
 def grant(
-    body: GrantCreate, session: SessionDep, con: WarehouseDep, settings: SettingsDep, principal: Writer
+    principal: Writer, body: GrantCreate, session: SessionDep, con: WarehouseDep, settings: SettingsDep
 ) -> GrantRead:
     with session.begin():
         result = flows.grant(session, con, principal=principal, data=body, timezone=settings.timezone)
@@ -180,10 +180,10 @@ def grant(
     "/customers/{customer_id}/wallet", response_model=list[HoldingRead], summary="A customer's rights (权益钱包)"
 )
 def wallet(
+    principal: Reader,
     customer_id: CustomerId,
     session: SessionDep,
     con: WarehouseDep,
-    principal: Reader,
     include_closed: Annotated[bool, Query(description="Also redeemed, expired and revoked holdings.")] = False,
 ) -> list[HoldingRead]:
     holdings = flows.wallet(
@@ -197,7 +197,7 @@ def wallet(
     response_model=HoldingRead,
     summary="Revoke what is left of a holding (撤销); its budget goes back to the pool",
 )
-def revoke(holding_id: HoldingId, body: RevokeCreate, session: SessionDep, principal: Writer) -> HoldingRead:
+def revoke(principal: Writer, holding_id: HoldingId, body: RevokeCreate, session: SessionDep) -> HoldingRead:
     with session.begin():
         holding = rights_service.revoke(
             session, principal=principal, holding_id=holding_id, key=body.key, reason=body.reason
@@ -209,26 +209,26 @@ def revoke(holding_id: HoldingId, body: RevokeCreate, session: SessionDep, princ
 
 
 @router.get("/savings-cards", response_model=list[ProductRead], summary="Savings-card products (省钱卡)")
-def list_cards(session: SessionDep, principal: Reader) -> list[ProductRead]:
+def list_cards(principal: Reader, session: SessionDep) -> list[ProductRead]:
     return [ProductRead.model_validate(p) for p in savings_card.list_products(session, principal=principal)]
 
 
 @router.post("/savings-cards", response_model=ProductRead, status_code=201, summary="Create a savings-card product")
-def create_card(body: ProductCreate, session: SessionDep, principal: Writer) -> ProductRead:
+def create_card(principal: Writer, body: ProductCreate, session: SessionDep) -> ProductRead:
     with session.begin():
         product = savings_card.create_product(session, principal=principal, data=body)
     return ProductRead.model_validate(product)
 
 
 @router.get("/savings-cards/{product_code}", response_model=ProductRead, summary="One savings-card product")
-def get_card(product_code: Code, session: SessionDep, principal: Reader) -> ProductRead:
+def get_card(principal: Reader, product_code: Code, session: SessionDep) -> ProductRead:
     return ProductRead.model_validate(
         savings_card.get_product_or_raise(session, principal=principal, code=product_code)
     )
 
 
 @router.get("/savings-card-orders/{order_no}", response_model=OrderRead, summary="One savings-card order and its draw")
-def get_order(order_no: OrderNo, session: SessionDep, principal: Reader) -> OrderRead:
+def get_order(principal: Reader, order_no: OrderNo, session: SessionDep) -> OrderRead:
     return OrderRead.model_validate(savings_card.get_order_or_raise(session, principal=principal, order_no=order_no))
 
 
@@ -241,9 +241,9 @@ def get_order(order_no: OrderNo, session: SessionDep, principal: Reader) -> Orde
     summary="Cost of rights by day, org, source and right (结算), from the ledger",
 )
 def settlement_report(
+    principal: Reader,
     session: SessionDep,
     settings: SettingsDep,
-    principal: Reader,
     start: Annotated[date, Query(description="First day, in the bank's timezone.")],
     end: Annotated[date, Query(description="Last day, inclusive.")],
 ) -> list[SettlementRead]:
@@ -265,7 +265,7 @@ def settlement_report(
     "/customers/{customer_id}/wallet", response_model=list[HoldingRead], summary="A customer's usable rights"
 )
 def channel_wallet(
-    customer_id: CustomerId, session: SessionDep, con: WarehouseDep, principal: ChannelApp
+    principal: ChannelApp, customer_id: CustomerId, session: SessionDep, con: WarehouseDep
 ) -> list[HoldingRead]:
     return [
         HoldingRead.model_validate(h)
@@ -274,7 +274,7 @@ def channel_wallet(
 
 
 @channel_router.get("/savings-cards", response_model=list[ProductRead], summary="Savings cards on offer")
-def channel_cards(session: SessionDep, principal: ChannelApp) -> list[ProductRead]:
+def channel_cards(principal: ChannelApp, session: SessionDep) -> list[ProductRead]:
     return [ProductRead.model_validate(p) for p in savings_card.list_products(session, principal=principal)]
 
 
@@ -289,6 +289,7 @@ def channel_cards(session: SessionDep, principal: ChannelApp) -> list[ProductRea
     "reserved inventory returns. 409 purchase_limit or sold_out when it cannot be bought.",
 )
 def purchase(
+    principal: ChannelApp,
     product_code: Code,
     body: PurchaseCreate,
     request: Request,
@@ -296,7 +297,6 @@ def purchase(
     session: SessionDep,
     con: WarehouseDep,
     settings: SettingsDep,
-    principal: ChannelApp,
 ) -> OrderRead:
     with session.begin():
         bought = flows.purchase(
@@ -316,7 +316,7 @@ def purchase(
 
 
 @channel_router.get("/savings-card-orders/{order_no}", response_model=OrderRead, summary="One order and its status")
-def channel_order(order_no: OrderNo, session: SessionDep, principal: ChannelApp) -> OrderRead:
+def channel_order(principal: ChannelApp, order_no: OrderNo, session: SessionDep) -> OrderRead:
     return OrderRead.model_validate(savings_card.get_order_or_raise(session, principal=principal, order_no=order_no))
 
 
@@ -325,7 +325,7 @@ def channel_order(order_no: OrderNo, session: SessionDep, principal: ChannelApp)
     response_model=RedemptionRead,
     summary="Report a voucher or points used at payment (核销); idempotent on key",
 )
-def redeem(body: RedeemCreate, session: SessionDep, principal: ChannelApp) -> RedemptionRead:
+def redeem(principal: ChannelApp, body: RedeemCreate, session: SessionDep) -> RedemptionRead:
     with session.begin():
         result = flows.redeem(
             session,
