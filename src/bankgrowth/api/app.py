@@ -53,7 +53,7 @@ HTTP_CODES = {401: "unauthenticated", 403: "forbidden", 404: "not_found", 405: "
 HTTP_ZH = {401: "未登录", 403: "无权访问", 404: "资源不存在", 405: "不支持该请求方法"}
 
 
-WAREHOUSE_RETRY_AFTER = 10  # seconds; a nightly run on a million customers takes about as long
+WAREHOUSE_RETRY_AFTER = 10  # seconds: about an incremental nightly run on a million customers
 
 
 def _error(request: Request, exc: BankgrowthError, headers: dict[str, str] | None = None) -> JSONResponse:

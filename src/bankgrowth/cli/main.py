@@ -389,8 +389,7 @@ def insight_lifecycle_cmd(
         start, end = _day(since), _day(as_of) or insight_store.latest(con)
         matrix = insight_service.transition_matrix(con, start, end, settings=settings) if start and end else None
         computed = insight_service.computed_days(con, end, start)
-    for d in computed:
-        console.print(f"{d}: no stored version; its stages are computed from the data as of that day (not stored)")
+    render.computed_days(console, computed)
     render.lifecycle(console, dist, end)
     if matrix is not None:
         render.matrix(console, matrix, f"Flows {since} → {end} (rows: from, columns: to)")
@@ -433,8 +432,7 @@ def insight_grid_cmd(
         matrix = insight_service.grid(con, day, settings=settings)
         computed = insight_service.computed_days(con, day, counts=False)
         shown = day or insight_store.latest(con)
-    for d in computed:
-        console.print(f"{d}: no stored version; its stages are computed from the data as of that day (not stored)")
+    render.computed_days(console, computed)
     render.matrix(console, matrix, render.grid_title(shown))
 
 

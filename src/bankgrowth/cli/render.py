@@ -579,6 +579,12 @@ def lifecycle_trend(console: Console, trend: Trend) -> None:
         console.print(f"not run: {len(trend.gaps)} day(s) ({shown}); each line skips them", highlight=False)
 
 
+def computed_days(console: Console, days: list[date]) -> None:
+    """Which days a view computed from the data instead of reading their stored versions."""
+    for d in days:
+        console.print(f"{d}: no stored version; its stages are computed from the data as of that day (not stored)")
+
+
 def grid_title(day: date | None) -> str:
     return "Customer grid 客户宫格" + (f", {day}" if day else "") + " (stage × value tier)"
 
