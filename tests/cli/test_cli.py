@@ -187,6 +187,7 @@ def test_insight_commands(tmp_path: Path) -> None:
     first = run(["insight", "run", "--as-of", "2026-10-29"], tmp_path)
     second = run(["insight", "run"], tmp_path)
     # when
+    again = run(["insight", "run"], tmp_path)  # the nightly job started twice: the log below shows no new run
     lifecycle = run(["insight", "lifecycle", "--since", "2026-10-30"], tmp_path)
     not_run = run(["insight", "lifecycle", "--since", "2026-10-01"], tmp_path)
     earlier = run(["insight", "run", "--as-of", "2026-10-30"], tmp_path)  # would replace 2026-10-31
@@ -211,6 +212,8 @@ def test_insight_commands(tmp_path: Path) -> None:
     assert "(incremental)" in second.stdout
     assert "Caught up 2 days" in second.stdout
     assert [cells(second.stdout, d)[1] for d in ("2026-10-30", "2026-10-31")] == ["incremental"] * 2
+    assert again.returncode == 0 and "2026-10-31 is stored and current" in again.stdout
+    assert "nothing to run. `bankgrowth insight run --full` runs it again" in again.stdout
     assert "超级用户" in lifecycle.stdout and "Flows 2026-10-30" in lifecycle.stdout
     assert "Lifecycle 生命周期, 2026-10-31" in lifecycle.stdout  # the day shown is named
     assert "Lifecycle 生命周期, 2026-10-31" in second.stdout

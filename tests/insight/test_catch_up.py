@@ -65,6 +65,33 @@ def test_nothing_to_catch_up_runs_the_day_alone(behind) -> None:  # type: ignore
     assert only.why_skipped == "not caught up, as asked"
 
 
+def test_a_day_already_run_and_current_is_not_run_again_by_the_nightly_job(behind) -> None:  # type: ignore[no-untyped-def]
+    con, settings = behind
+    service.catch_up(con, settings, service.backlog(con, settings))  # the nightly job, to the last day
+    runs = len(service.run_history(con, limit=1000))
+    # when: the job is started again with nothing new
+    again = service.backlog(con, settings, skip_current=True)
+    # then: nothing to run, and nothing ran
+    assert (again.days, again.up_to_date) == ([], LAST)
+    assert service.catch_up(con, settings, again) == []
+    assert len(service.run_history(con, limit=1000)) == runs
+    # but: a day asked for by name is run again, as before
+    assert service.backlog(con, settings, as_of=LAST, skip_current=False).days == [LAST]
+    # when: a threshold changes, the day is run again with it
+    stricter = settings.model_copy(update={"churn_days": 80})
+    assert service.backlog(con, stricter, skip_current=True).days == [LAST]
+    # when: a transaction of that day arrives late, the day is run again to include it
+    _late_transaction(con, LAST, ZoneInfo(settings.timezone), 10**12 + 7)
+    assert not service.current(con, settings, LAST)
+    plan = service.backlog(con, settings, skip_current=True)
+    assert (plan.days, plan.up_to_date) == ([LAST], None)
+    # and: once run, it is current again
+    service.catch_up(con, settings, plan)
+    assert service.current(con, settings, LAST)
+    # and: a version that is not the latest is never current (a run of it replaces the later ones)
+    assert not service.current(con, settings, LAST - timedelta(days=1))
+
+
 def test_days_further_back_than_versions_are_kept_are_left_out(behind, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     con, _ = behind
     settings = Settings(data_dir=tmp_path, tag_retention_days=3)

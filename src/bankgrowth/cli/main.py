@@ -300,7 +300,9 @@ def insight_run_cmd(
     """Compute tags, lifecycle stages and value scores for a day and store them as a version.
 
     Days missed since the last run are run first, each from the day before, so that every day is
-    stored, counted in the trend and compared with the day before."""
+    stored, counted in the trend and compared with the day before. Without --as-of or --full, a
+    day already stored is not run again while no data of it arrived since and the definitions
+    are unchanged."""
     from bankgrowth.insight import service as insight_service
     from bankgrowth.warehouse.engine import statement_progress
 
@@ -315,7 +317,11 @@ def insight_run_cmd(
             beyond_data=beyond_data,
             restate=restate if catch_up else False,
             replace_later=replace_later,
+            skip_current=day is None and not full,  # the nightly job: a day already run is not run again
         )
+        if plan.up_to_date is not None:
+            render.up_to_date(console, plan.up_to_date, insight_service.stale_versions(con, settings))
+            return
         if not catch_up:
             plan = plan.last_only()
         task = bar.add_task("insight run", total=100)

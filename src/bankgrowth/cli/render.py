@@ -445,14 +445,28 @@ def insight_run(console: Console, report: RunReport) -> None:
     lifecycle(console, report.distribution, report.as_of)
 
 
+def up_to_date(console: Console, day: date, stale: list[date]) -> None:
+    """``insight run`` found the day's stored version current: nothing was run."""
+    console.print(
+        f"{day} is stored and current (no data of it or before arrived since its run, and the tag definitions "
+        f"and thresholds are unchanged): nothing to run. `bankgrowth insight run --full` runs it again.",
+        highlight=False,
+    )
+    _stale_days(console, stale)
+
+
 def _stale(console: Console, report: RunReport) -> None:
     """Which stored versions data that arrived late makes stale, and how to restate them."""
-    if not report.stale:
+    _stale_days(console, report.stale)
+
+
+def _stale_days(console: Console, stale: list[date]) -> None:
+    if not stale:
         return
-    first, last = report.stale[0], report.stale[-1]
+    first, last = stale[0], stale[-1]
     span = str(first) if first == last else f"{first} to {last}"
-    if len(report.stale) != (last - first).days + 1:  # days in between were not run
-        span += f" ({len(report.stale)} versions)"
+    if len(stale) != (last - first).days + 1:  # days in between were not run
+        span += f" ({len(stale)} versions)"
     console.print(
         f"[yellow]the stored versions of {span} were computed before some of their data arrived[/]: " + _restate(first),
         highlight=False,

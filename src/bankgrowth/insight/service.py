@@ -330,10 +330,13 @@ class Backlog:
     why_skipped: str = ""
     # stored versions run again, the first in full: data of their days arrived after they were run
     restated: list[date] = field(default_factory=list)
+    up_to_date: date | None = None  # the day asked for, when its stored version is current: nothing to run
 
     def last_only(self) -> Backlog:
         """Only the day asked for; the days before it are left out."""
-        return Backlog(self.days[-1:], self.skipped + self.days[:-1], [], "not caught up, as asked")
+        return Backlog(
+            self.days[-1:], self.skipped + self.days[:-1], [], "not caught up, as asked", up_to_date=self.up_to_date
+        )
 
 
 def backlog(
@@ -344,6 +347,7 @@ def backlog(
     beyond_data: bool = False,
     restate: bool | None = None,
     replace_later: bool = True,
+    skip_current: bool = False,
 ) -> Backlog:
     """What :func:`catch_up` runs to reach ``as_of`` (by default the last day with transactions).
 
@@ -359,6 +363,10 @@ def backlog(
     With ``restate`` (by default ``settings.restate_late_data``), the stored versions computed
     before some of their days' data arrived (:func:`stale_versions`) are run again first, from
     the first of them on.
+
+    With ``skip_current``, a day whose stored version is :func:`current` is not run again: the
+    plan is empty (``up_to_date``), so a nightly job started twice, or again after it succeeded,
+    costs a few counts instead of a full recompute.
     """
     later = [v for v in store.versions(con) if as_of is not None and v > as_of]
     if later and not replace_later:
@@ -376,6 +384,8 @@ def backlog(
     stale = stale_versions(con, settings) if restate and latest is not None and latest <= day else []
     if stale:
         start = stale[0]
+    elif skip_current and current(con, settings, day):
+        return Backlog([], [], [], up_to_date=day)
     elif latest is None or latest >= day - timedelta(days=1):
         return Backlog([day], [], [])
     else:
@@ -386,6 +396,18 @@ def backlog(
     why = f"further back than the {keep} days versions are kept" if skipped else ""
     restated = [d for d in store.versions(con) if d in days]
     return Backlog(days, skipped, _quiet_days(con, days[:-1], settings.timezone), why, restated)
+
+
+def current(con: BaseBackend, settings: Settings, day: date, tags: tuple[Tag, ...] = BUILTIN_TAGS) -> bool:
+    """Whether the stored version of ``day`` is what a run of it would store now: it is the latest
+    version, and since it was run no row up to the end of ``day`` arrived and neither the tag
+    definitions, the thresholds nor the timezone changed."""
+    if store.latest(con) != day:
+        return False
+    logged = store.logged_run(con, day)
+    if logged is None or logged["fingerprint"] != _fingerprint(settings, tags):
+        return False
+    return not _late_sources(con, day, logged, settings.timezone)
 
 
 def stale_versions(con: BaseBackend, settings: Settings) -> list[date]:
