@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -31,3 +32,21 @@ def test_unusable_timezones_are_refused(monkeypatch: pytest.MonkeyPatch, zone: s
     monkeypatch.setenv("BANKGROWTH_TIMEZONE", zone)
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_the_example_env_file_lists_every_setting_at_its_default(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # given: .env.example copied to .env, as its first line says, and no setting in the environment
+    example = Path(__file__).parents[1] / ".env.example"
+    (tmp_path / ".env").write_text(example.read_text(encoding="utf-8"), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    for key in Settings.model_fields:
+        monkeypatch.delenv(f"BANKGROWTH_{key.upper()}", raising=False)
+    # when
+    from_file = Settings()
+    defaults = Settings(_env_file=None)  # type: ignore[call-arg]
+    # then: the same settings (an empty value is the default), and every setting is in the file
+    assert from_file == defaults
+    listed = set(re.findall(r"^#? ?BANKGROWTH_([A-Z_]+)=", example.read_text(encoding="utf-8"), re.MULTILINE))
+    assert listed == {key.upper() for key in Settings.model_fields}

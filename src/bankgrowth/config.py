@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(
-        env_prefix="BANKGROWTH_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="BANKGROWTH_", env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True
     )
 
     data_dir: Path = Field(default=Path("data"), description="Where default files are kept.")
