@@ -37,6 +37,7 @@ def test_simulate_load_status_round_trip(tmp_path: Path) -> None:
     assert "already loaded" in again.stdout
     assert status.returncode == 0
     assert "customers" in status.stdout and "800" in status.stdout
+    assert "Insight: no tag version stored yet; `bankgrowth insight run` stores the first" in status.stdout
 
 
 def test_bad_rows_are_listed_and_the_command_still_succeeds(tmp_path: Path) -> None:
@@ -188,6 +189,7 @@ def test_insight_commands(tmp_path: Path) -> None:
     second = run(["insight", "run"], tmp_path)
     # when
     again = run(["insight", "run"], tmp_path)  # the nightly job started twice: the log below shows no new run
+    status = run(["status"], tmp_path)
     lifecycle = run(["insight", "lifecycle", "--since", "2026-10-30"], tmp_path)
     not_run = run(["insight", "lifecycle", "--since", "2026-10-01"], tmp_path)
     earlier = run(["insight", "run", "--as-of", "2026-10-30"], tmp_path)  # would replace 2026-10-31
@@ -214,6 +216,8 @@ def test_insight_commands(tmp_path: Path) -> None:
     assert [cells(second.stdout, d)[1] for d in ("2026-10-30", "2026-10-31")] == ["incremental"] * 2
     assert again.returncode == 0 and "2026-10-31 is stored and current" in again.stdout
     assert "nothing to run. `bankgrowth insight run --full` runs it again" in again.stdout
+    assert "Insight: latest version 2026-10-31 (3 kept, 2026-10-29 to 2026-10-31), current; last run" in status.stdout
+    assert ", incremental, " in status.stdout.split("Insight:")[1]
     assert "超级用户" in lifecycle.stdout and "Flows 2026-10-30" in lifecycle.stdout
     assert "Lifecycle 生命周期, 2026-10-31" in lifecycle.stdout  # the day shown is named
     assert "Lifecycle 生命周期, 2026-10-31" in second.stdout

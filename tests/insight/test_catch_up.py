@@ -80,16 +80,21 @@ def test_a_day_already_run_and_current_is_not_run_again_by_the_nightly_job(behin
     # when: a threshold changes, the day is run again with it
     stricter = settings.model_copy(update={"churn_days": 80})
     assert service.backlog(con, stricter, skip_current=True).days == [LAST]
+    assert service.outdated(con, stricter, LAST) == "tag definitions, thresholds or timezone changed since it was run"
     # when: a transaction of that day arrives late, the day is run again to include it
     _late_transaction(con, LAST, ZoneInfo(settings.timezone), 10**12 + 7)
-    assert not service.current(con, settings, LAST)
+    assert service.outdated(con, settings, LAST) == "data of its day or before arrived since it was run (transactions)"
+    assert service.insight_status(con, settings).outdated == service.outdated(con, settings, LAST)
     plan = service.backlog(con, settings, skip_current=True)
     assert (plan.days, plan.up_to_date) == ([LAST], None)
     # and: once run, it is current again
     service.catch_up(con, settings, plan)
     assert service.current(con, settings, LAST)
     # and: a version that is not the latest is never current (a run of it replaces the later ones)
-    assert not service.current(con, settings, LAST - timedelta(days=1))
+    assert service.outdated(con, settings, LAST - timedelta(days=1)) == f"the latest version is {LAST}"
+    status = service.insight_status(con, settings)
+    assert (status.kept[-1], status.last_data_day, status.outdated, status.stale) == (LAST, LAST, "", [])
+    assert status.last_run is not None and status.last_run.as_of == LAST
 
 
 def test_days_further_back_than_versions_are_kept_are_left_out(behind, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -196,13 +196,16 @@ def load_cmd(
 
 @app.command("status")
 def status_cmd() -> None:
-    """Row counts, date ranges, quarantine counts and recent loads."""
+    """Row counts, date ranges, quarantine counts, recent loads, and where the nightly run stands."""
+    from bankgrowth.insight import service as insight_service
     from bankgrowth.warehouse.status import warehouse_status
 
     settings = _settings()
     with _warehouse(settings) as con:
         status = warehouse_status(con)
+        insight = insight_service.insight_status(con, settings)
     render.status(console, status, settings.resolved_warehouse_url, settings.tz)
+    render.insight_status(console, insight, settings.tz)
 
 
 @app.command("demo")

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from bankgrowth.insight.service import (
         Backlog,
         CustomerView,
+        InsightStatus,
         LoggedRun,
         Matrix,
         RunReport,
@@ -110,6 +111,26 @@ def status(console: Console, status: WarehouseStatus, url: str, tz: tzinfo) -> N
                 _n(r["duplicates_skipped"]),
             )
         tables.show(console, loads)
+
+
+def insight_status(console: Console, s: InsightStatus, tz: tzinfo) -> None:
+    """One line on the stored versions and the last run, and what to do when they lag the data."""
+    if not s.kept:
+        todo = "; `bankgrowth insight run` stores the first" if s.last_data_day else ""
+        console.print(f"Insight: no tag version stored yet{todo}", highlight=False)
+        return
+    latest = s.kept[-1]
+    span = f"{len(s.kept)} kept, {s.kept[0]} to {latest}" if len(s.kept) > 1 else "1 kept"
+    run = s.last_run
+    last = f"; last run {instant(run.ran_at, tz)}, {run.mode}, {run.seconds:.1f} s" if run else ""
+    if s.last_data_day is not None and s.last_data_day > latest:
+        state = f"[yellow]behind: data reaches {s.last_data_day}[/]; `bankgrowth insight run` catches up"
+    elif s.outdated:
+        state = f"[yellow]not current: {s.outdated}[/]; `bankgrowth insight run` runs it again"
+    else:
+        state = "current"
+    console.print(f"Insight: latest version {latest} ({span}), {state}{last}", highlight=False)
+    _stale_days(console, s.stale)
 
 
 def instant(value: datetime, tz: tzinfo) -> str:

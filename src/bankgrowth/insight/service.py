@@ -402,12 +402,45 @@ def current(con: BaseBackend, settings: Settings, day: date, tags: tuple[Tag, ..
     """Whether the stored version of ``day`` is what a run of it would store now: it is the latest
     version, and since it was run no row up to the end of ``day`` arrived and neither the tag
     definitions, the thresholds nor the timezone changed."""
-    if store.latest(con) != day:
-        return False
+    return not outdated(con, settings, day, tags)
+
+
+def outdated(con: BaseBackend, settings: Settings, day: date, tags: tuple[Tag, ...] = BUILTIN_TAGS) -> str:
+    """Why the stored version of ``day`` is not :func:`current` ("" when it is)."""
+    latest = store.latest(con)
+    if latest != day:
+        return f"the latest version is {latest}" if latest else "no version is stored"
     logged = store.logged_run(con, day)
-    if logged is None or logged["fingerprint"] != _fingerprint(settings, tags):
-        return False
-    return not _late_sources(con, day, logged, settings.timezone)
+    if logged is None:
+        return f"the run of {day} left no log entry"
+    if logged["fingerprint"] != _fingerprint(settings, tags):
+        return "tag definitions, thresholds or timezone changed since it was run"
+    late = _late_sources(con, day, logged, settings.timezone)
+    return f"data of its day or before arrived since it was run ({', '.join(late)})" if late else ""
+
+
+@dataclass(frozen=True)
+class InsightStatus:
+    """Where the nightly run stands, for ``bankgrowth status``."""
+
+    kept: list[date]  # the stored versions, oldest first
+    last_data_day: date | None  # the last day with transactions
+    outdated: str  # why the latest version is not what a run of it would store now ("" if it is)
+    stale: list[date]  # stored versions computed before some of their data arrived
+    last_run: LoggedRun | None
+
+
+def insight_status(con: BaseBackend, settings: Settings) -> InsightStatus:
+    kept = store.versions(con)
+    latest = kept[-1] if kept else None
+    runs = run_history(con, limit=1)
+    return InsightStatus(
+        kept,
+        last_data_day(con, settings.timezone),
+        outdated(con, settings, latest) if latest is not None else "",
+        stale_versions(con, settings),
+        runs[0] if runs else None,
+    )
 
 
 def stale_versions(con: BaseBackend, settings: Settings) -> list[date]:
