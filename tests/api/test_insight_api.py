@@ -1,5 +1,6 @@
 """The insight routes' view of a day that was never run: refused with the way to see it, computed
-from the data when asked, in the caller's branch only, and never stored."""
+from the data when asked, in the caller's branch only, and never stored. And a warehouse another
+process holds: a 503 that says when to come back."""
 
 from __future__ import annotations
 
