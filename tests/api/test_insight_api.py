@@ -109,3 +109,20 @@ def test_a_warehouse_another_process_holds_is_answered_503_with_retry_after(worl
     # and: once it is released, the same requests are answered
     assert world.call("GET", "/api/v1/insight/lifecycle", "hq_admin").status_code == 200
     assert world.call("GET", "/ready").status_code == 200
+
+
+def test_the_nightly_runs_status_says_whether_the_latest_version_is_current(world: World) -> None:
+    # when
+    hq = world.call("GET", "/api/v1/insight/status", "hq_admin")
+    branch = world.call("GET", "/api/v1/insight/status", "a_analyst")
+    # then: the one version stored is of the last day with data, and nothing arrived since its run
+    assert hq.status_code == branch.status_code == 200
+    status = hq.json()
+    assert (status["kept"], status["last_data_day"]) == (["2026-10-31"], "2026-10-31")
+    assert (status["current"], status["outdated"], status["stale"]) == (True, "", [])
+    assert status["last_run"]["as_of"] == "2026-10-31" and status["last_run"]["mode"] == "full"
+    # and: the run's bank-wide counts are HQ's alone, as in the run log
+    assert status["last_run"]["customers"] > 0 and branch.json()["last_run"]["customers"] is None
+    assert {k: v for k, v in branch.json().items() if k != "last_run"} == {
+        k: v for k, v in status.items() if k != "last_run"
+    }

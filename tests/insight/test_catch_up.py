@@ -67,6 +67,9 @@ def test_nothing_to_catch_up_runs_the_day_alone(behind) -> None:  # type: ignore
 
 def test_a_day_already_run_and_current_is_not_run_again_by_the_nightly_job(behind) -> None:  # type: ignore[no-untyped-def]
     con, settings = behind
+    assert (
+        service.insight_status(con, settings).outdated == f"the data reaches {LAST}, the latest version is of {FIRST}"
+    )
     service.catch_up(con, settings, service.backlog(con, settings))  # the nightly job, to the last day
     runs = len(service.run_history(con, limit=1000))
     # when: the job is started again with nothing new

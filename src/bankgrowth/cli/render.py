@@ -123,12 +123,7 @@ def insight_status(console: Console, s: InsightStatus, tz: tzinfo) -> None:
     span = f"{len(s.kept)} kept, {s.kept[0]} to {latest}" if len(s.kept) > 1 else "1 kept"
     run = s.last_run
     last = f"; last run {instant(run.ran_at, tz)}, {run.mode}, {run.seconds:.1f} s" if run else ""
-    if s.last_data_day is not None and s.last_data_day > latest:
-        state = f"[yellow]behind: data reaches {s.last_data_day}[/]; `bankgrowth insight run` catches up"
-    elif s.outdated:
-        state = f"[yellow]not current: {s.outdated}[/]; `bankgrowth insight run` runs it again"
-    else:
-        state = "current"
+    state = "current" if s.current else f"[yellow]not current: {s.outdated}[/]; `bankgrowth insight run` runs it"
     console.print(f"Insight: latest version {latest} ({span}), {state}{last}", highlight=False)
     _stale_days(console, s.stale)
 

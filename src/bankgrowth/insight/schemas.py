@@ -56,6 +56,20 @@ class InsightRunRead(BaseModel):
     since: date | None = Field(description="the version those stage changes are counted from")
 
 
+class InsightStatusRead(BaseModel):
+    """Where the nightly run stands: for a dashboard, and for a probe that alerts when the run lags."""
+
+    kept: list[date] = Field(description="the stored tag versions, oldest first")
+    last_data_day: date | None = Field(description="the last business day with transactions")
+    current: bool = Field(
+        description="the latest version is what a run of it would store now: it is of the last day with data, "
+        "no data of its day or before arrived since it was run, and the definitions are unchanged"
+    )
+    outdated: str = Field(description="why it is not current; empty when it is")
+    stale: list[date] = Field(description="stored versions computed before some of their data arrived")
+    last_run: InsightRunRead | None = Field(description="the latest logged run")
+
+
 class TagRead(BaseModel):
     name: str
     zh: str

@@ -425,22 +425,29 @@ class InsightStatus:
 
     kept: list[date]  # the stored versions, oldest first
     last_data_day: date | None  # the last day with transactions
-    outdated: str  # why the latest version is not what a run of it would store now ("" if it is)
+    # why the latest version is not that of the last day with data as a run would store it now
+    outdated: str
     stale: list[date]  # stored versions computed before some of their data arrived
     last_run: LoggedRun | None
 
+    @property
+    def current(self) -> bool:
+        return not self.outdated
 
-def insight_status(con: BaseBackend, settings: Settings) -> InsightStatus:
+
+def insight_status(con: BaseBackend, settings: Settings, *, scope: Scope | None = None) -> InsightStatus:
+    """The stored versions, whether the latest is current, and the last run (its counts as
+    :func:`run_history` gives them to ``scope``)."""
     kept = store.versions(con)
-    latest = kept[-1] if kept else None
-    runs = run_history(con, limit=1)
-    return InsightStatus(
-        kept,
-        last_data_day(con, settings.timezone),
-        outdated(con, settings, latest) if latest is not None else "",
-        stale_versions(con, settings),
-        runs[0] if runs else None,
-    )
+    last = last_data_day(con, settings.timezone)
+    if not kept:
+        why = "no version is stored"
+    elif last is not None and last > kept[-1]:
+        why = f"the data reaches {last}, the latest version is of {kept[-1]}"
+    else:
+        why = outdated(con, settings, kept[-1])
+    runs = run_history(con, limit=1, scope=scope)
+    return InsightStatus(kept, last, why, stale_versions(con, settings), runs[0] if runs else None)
 
 
 def stale_versions(con: BaseBackend, settings: Settings) -> list[date]:

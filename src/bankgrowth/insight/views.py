@@ -17,6 +17,7 @@ from bankgrowth.insight.schemas import (
     ChannelProfile,
     CustomerViewRead,
     InsightRunRead,
+    InsightStatusRead,
     MatrixRead,
     StageCountRead,
     TagRead,
@@ -188,6 +189,23 @@ def runs(
     limit: Annotated[int, Query(ge=1, le=1000, description="How many runs.")] = 30,
 ) -> list[InsightRunRead]:
     return [InsightRunRead(**vars(r)) for r in service.run_history(con, limit=limit, scope=principal.scope)]
+
+
+@router.get(
+    "/insight/status",
+    response_model=InsightStatusRead,
+    summary="Where the nightly run stands: the latest version, whether it is current (跑批状态)",
+)
+def insight_status(principal: Reader, con: WarehouseDep, settings: SettingsDep) -> InsightStatusRead:
+    s = service.insight_status(con, settings, scope=principal.scope)
+    return InsightStatusRead(
+        kept=s.kept,
+        last_data_day=s.last_data_day,
+        current=s.current,
+        outdated=s.outdated,
+        stale=s.stale,
+        last_run=InsightRunRead(**vars(s.last_run)) if s.last_run else None,
+    )
 
 
 @router.get("/tags", response_model=list[TagRead], summary="The tag catalog's definitions (标签目录)")
