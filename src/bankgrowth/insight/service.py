@@ -421,7 +421,7 @@ def outdated(con: BaseBackend, settings: Settings, day: date, tags: tuple[Tag, .
 
 @dataclass(frozen=True)
 class InsightStatus:
-    """Where the nightly run stands, for ``bankgrowth status``."""
+    """Where the nightly run stands, for ``bankgrowth status`` and ``GET /api/v1/insight/status``."""
 
     kept: list[date]  # the stored versions, oldest first
     last_data_day: date | None  # the last day with transactions
