@@ -38,6 +38,8 @@ def test_simulate_load_status_round_trip(tmp_path: Path) -> None:
     assert status.returncode == 0
     assert "customers" in status.stdout and "800" in status.stdout
     assert "Insight: no tag version stored yet; `bankgrowth insight run` stores the first" in status.stdout
+    loads = status.stdout.split("Recent loads")[1]
+    assert "loaded at" in loads and loads.count("+08:00") == 6  # the six files (the file again changed nothing)
 
 
 def test_bad_rows_are_listed_and_the_command_still_succeeds(tmp_path: Path) -> None:

@@ -97,11 +97,12 @@ def status(console: Console, status: WarehouseStatus, url: str, tz: tzinfo) -> N
         tables.show(console, problems)
     if status.recent_loads:
         loads = Table(title="Recent loads", title_justify="left")
-        for col in ("load", "table", "file", "read", "loaded", "quarantined", "duplicates"):
+        for col in ("loaded at", "load", "table", "file", "read", "loaded", "quarantined", "duplicates"):
             counted = col in ("read", "loaded", "quarantined", "duplicates")
-            loads.add_column(col, overflow="fold", justify="right" if counted else "left")
+            loads.add_column(col, overflow="fold", justify="right" if counted else "left", no_wrap=col == "loaded at")
         for r in status.recent_loads:
             loads.add_row(
+                _fmt(r["loaded_at"], tz),
                 r["load_id"],
                 r["table_name"],
                 r["file"],
