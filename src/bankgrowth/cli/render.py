@@ -124,7 +124,8 @@ def insight_status(console: Console, s: InsightStatus, tz: tzinfo) -> None:
     span = f"{len(s.kept)} kept, {s.kept[0]} to {latest}" if len(s.kept) > 1 else "1 kept"
     run = s.last_run
     last = f"; last run {instant(run.ran_at, tz)}, {run.mode}, {run.seconds:.1f} s" if run else ""
-    state = "current" if s.current else f"[yellow]not current: {s.outdated}[/]; `bankgrowth insight run` runs it"
+    fix = "`bankgrowth insight run` brings it up to date"
+    state = "current" if s.current else f"[yellow]not current: {s.outdated}[/]; {fix}"
     console.print(f"Insight: latest version {latest} ({span}), {state}{last}", highlight=False)
     _stale_days(console, s.stale)
 
@@ -466,7 +467,7 @@ def up_to_date(console: Console, day: date, stale: list[date]) -> None:
     """``insight run`` found the day's stored version current: nothing was run."""
     console.print(
         f"{day} is stored and current (no data of it or before arrived since its run, and the tag definitions "
-        f"and thresholds are unchanged): nothing to run. `bankgrowth insight run --full` runs it again.",
+        "and thresholds are unchanged): nothing to run. `bankgrowth insight run --full` runs it again.",
         highlight=False,
     )
     _stale_days(console, stale)
