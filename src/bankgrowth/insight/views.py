@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Path, Query, Response
 
 from bankgrowth.api.deps import SessionDep, SettingsDep, WarehouseDep, allow
+from bankgrowth.config import Settings
 from bankgrowth.errors import NotFound
 from bankgrowth.insight import flows, service
 from bankgrowth.insight.schemas import (
@@ -49,6 +49,7 @@ Compute = Annotated[
         )
     ),
 ]
+T = TypeVar("T")
 COMPUTED = "X-Computed-Days"
 COMPUTED_HEADER: dict[int | str, dict[str, Any]] = {
     200: {
@@ -82,21 +83,27 @@ def _tag(tag: Tag) -> dict[str, Any]:
     }
 
 
-@contextmanager
-def _hint(offer: bool) -> Iterator[None]:
-    """A day without a stored version: say that ``compute=true`` shows it, when it was not asked."""
+def _stored_or_computed(
+    response: Response,
+    settings: Settings | None,
+    read: Callable[[Settings | None], T],
+    computed: Callable[[], list[date]],
+    *,
+    offer: bool,
+) -> T:
+    """``read(settings)``: with settings (``compute=true``) a day never run is computed, and the
+    days computed are named in the header; without, a missing day is a 404 that says ``compute=true``
+    shows it (when ``offer``: a day was named)."""
     try:
-        yield
+        result = read(settings)
     except LookupError as e:
-        if not offer or isinstance(e, NotFound):
+        if settings is not None or not offer or isinstance(e, NotFound):
             raise
         en = f"{e}; or add compute=true to this request"
         raise NotFound(en, f"未找到：{e}；加上 compute=true 可按数据计算该日阶段（不保存）") from e
-
-
-def _computed(response: Response, days: list[date]) -> None:
-    if days:
+    if settings is not None and (days := computed()):
         response.headers[COMPUTED] = ",".join(str(d) for d in days)
+    return result
 
 
 @router.get(
@@ -113,11 +120,13 @@ def lifecycle(
     as_of: AnyDay = None,
     compute: Compute = False,
 ) -> list[StageCountRead]:
-    given = settings if compute else None
-    with _hint(as_of is not None and not compute):
-        rows = service.lifecycle_distribution(con, as_of, scope=principal.scope, settings=given)
-    if compute:
-        _computed(response, service.computed_days(con, as_of))
+    rows = _stored_or_computed(
+        response,
+        settings if compute else None,
+        lambda given: service.lifecycle_distribution(con, as_of, scope=principal.scope, settings=given),
+        lambda: service.computed_days(con, as_of),
+        offer=as_of is not None,
+    )
     return [StageCountRead(**vars(r)) for r in rows]
 
 
@@ -152,11 +161,13 @@ def transitions(
     end: Annotated[date, Query(description="The day of the columns' stages.")],
     compute: Compute = False,
 ) -> MatrixRead:
-    given = settings if compute else None
-    with _hint(not compute):
-        matrix = service.transition_matrix(con, start, end, scope=principal.scope, settings=given)
-    if compute:
-        _computed(response, service.computed_days(con, end, start))
+    matrix = _stored_or_computed(
+        response,
+        settings if compute else None,
+        lambda given: service.transition_matrix(con, start, end, scope=principal.scope, settings=given),
+        lambda: service.computed_days(con, end, start),
+        offer=True,
+    )
     return _matrix(matrix)
 
 
@@ -174,11 +185,13 @@ def grid(
     as_of: AnyDay = None,
     compute: Compute = False,
 ) -> MatrixRead:
-    given = settings if compute else None
-    with _hint(as_of is not None and not compute):
-        matrix = service.grid(con, as_of, scope=principal.scope, settings=given)
-    if compute:
-        _computed(response, service.computed_days(con, as_of, counts=False))
+    matrix = _stored_or_computed(
+        response,
+        settings if compute else None,
+        lambda given: service.grid(con, as_of, scope=principal.scope, settings=given),
+        lambda: service.computed_days(con, as_of, counts=False),
+        offer=as_of is not None,
+    )
     return _matrix(matrix)
 
 
