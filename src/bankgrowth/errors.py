@@ -57,6 +57,16 @@ class Conflict(BankgrowthError):
     default_code = "conflict"
 
 
+class TooLarge(BankgrowthError):
+    status = 413
+    default_code = "too_large"
+
+
+class UnsupportedMediaType(BankgrowthError):
+    status = 415
+    default_code = "unsupported_media_type"
+
+
 class Unavailable(BankgrowthError):
     status = 503
     default_code = "unavailable"

@@ -65,7 +65,8 @@ INTRUDER_RIGHT = {
     "unit_cost_fen": 1,
     "org_id": "B02",
 }
-BODIES: dict[tuple[str, str], dict[str, Any] | None] = {
+# A body is JSON, or the bytes of a CSV upload ({customer_id} filled as in a JSON body), or None.
+BODIES: dict[tuple[str, str], dict[str, Any] | bytes | None] = {
     ("POST", "/api/v1/auth/login"): {"username": "nobody", "password": "wrong-password"},
     ("POST", "/api/v1/auth/logout"): None,
     ("POST", "/api/v1/auth/password"): {"old_password": "not-it-at-all", "new_password": "another-password-2"},
@@ -152,6 +153,8 @@ BODIES: dict[tuple[str, str], dict[str, Any] | None] = {
     ("POST", "/api/v1/customers/{customer_id}/do-not-contact"): {"channel": "*", "reason": "probe"},
     ("DELETE", "/api/v1/customers/{customer_id}/do-not-contact"): None,
     ("POST", "/connectors/v1/receipts"): {"receipts": []},
+    ("PUT", "/api/v1/tags/imported/{name}"): b"customer_id,value\n{customer_id},x\n",
+    ("DELETE", "/api/v1/tags/imported/{name}"): None,
 }
 # Query parameters a route needs to do anything.
 QUERIES: dict[str, dict[str, Any]] = {
@@ -160,6 +163,7 @@ QUERIES: dict[str, dict[str, Any]] = {
     "/api/v1/audiences/count": {"rule": "stage = 'super'"},
     "/api/v1/audiences/overlap": {"codes": ["core.super_users", "core.young"]},
     "/api/v1/audience-snapshots/{snapshot_id}/diff": {"before": "1"},
+    "/api/v1/tags/imported/{name}": {"zh": "标签", "en": "Tag"},
 }
 
 
@@ -175,7 +179,10 @@ def _request(world: World, method: str, route: APIRoute, who: str | None, object
     if method in MUTATING:
         assert (method, route.path) in BODIES, f"{method} {route.path}: add a probe body to the isolation suite"
         body = BODIES[(method, route.path)]
-        if body is not None:  # customer and holding fields aimed at the same branch as the path's objects
+        if isinstance(body, bytes):  # an upload of the customer the path's objects are from
+            kwargs["content"] = body.replace(b"{customer_id}", str(objects["customer_id"]).encode())
+            kwargs["headers"] = {"Content-Type": "text/csv"}
+        elif body is not None:  # customer and holding fields aimed at the same branch as the path's objects
             kwargs["json"] = {
                 **body,
                 **({"customer_id": str(objects["customer_id"])} if "customer_id" in body else {}),

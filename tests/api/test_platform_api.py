@@ -18,6 +18,7 @@ from tests.api.conftest import MUTATING, PASSWORD, World
 from tests.api.test_audiences_api import AUDIENCE_MUTATIONS
 from tests.api.test_campaigns_api import CAMPAIGN_MUTATIONS
 from tests.api.test_rights_api import RIGHTS_MUTATIONS
+from tests.api.test_tags_api import TAG_MUTATIONS
 
 
 def success_requests(w: World) -> list[tuple[str, str, str, dict[str, Any]]]:
@@ -60,9 +61,10 @@ def test_every_mutating_route_succeeds_once_and_leaves_an_audit_entry(fresh_worl
     w = fresh_world
     planned = success_requests(w)
     routes = {(m, r.path) for r in api_routes(w.client.app) for m in r.methods if m in MUTATING}  # type: ignore[arg-type]
-    # rights, audience and campaign routes succeed in their own walks (test_rights_api, test_audiences_api,
-    # test_campaigns_api)
-    planned_routes = {(m, p) for m, p, *_ in planned} | RIGHTS_MUTATIONS | AUDIENCE_MUTATIONS | CAMPAIGN_MUTATIONS
+    # rights, audience, campaign and tag routes succeed in their own walks (test_rights_api,
+    # test_audiences_api, test_campaigns_api, test_tags_api)
+    walked = RIGHTS_MUTATIONS | AUDIENCE_MUTATIONS | CAMPAIGN_MUTATIONS | TAG_MUTATIONS
+    planned_routes = {(m, p) for m, p, *_ in planned} | walked
     assert routes == planned_routes, "add a successful request for each new mutating route"
     objects = {"user_id": w.user_ids["a_operator"], "key_id": w.key_ids["a"]}
     before = w.audit_count()

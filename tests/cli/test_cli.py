@@ -362,6 +362,7 @@ def test_first_run_admin_orgs_keys_reveal_export_and_audit(tmp_path: Path) -> No
         assert r.returncode == 0, r.stderr
     assert "loaded 2" in imported.stdout and "exists in customers" in imported.stdout and "99999999" in imported.stdout
     assert "风险等级" in shown.stdout
+    assert f"from {tmp_path / 'grades.csv'}: 2 customers, 1 line left out" in shown.stdout.replace("\n", "")
     assert "created administrator root" in admin.stdout and "orgs: 32 created" in sync.stdout
     assert "key (shown once): bgk_" in key.stdout and "key (shown once): bgk_" in rotate.stdout
     assert "****" in masked.stdout and "****" not in clear.stdout.splitlines()[0]

@@ -226,6 +226,15 @@ def test_gbk_file_gets_one_clear_message_and_loads_with_encoding(with_branches, 
     assert "张三丰" in {r["name"] for r in rows(with_branches, "customers")}
 
 
+def test_an_encoding_that_does_not_exist_is_named_as_unknown(with_branches, tmp_path: Path) -> None:
+    path = write(tmp_path / "customers.csv", CUSTOMER_HEADER + "\n" + customer_row(1) + "\n")
+    # when: a typo in the encoding, not a file in another one
+    with pytest.raises(IngestFileError, match=r"customers\.csv: unknown text encoding 'gb1830'; expected one such as"):
+        ingest.load_file(with_branches, path, encoding="gb1830")
+    # then
+    assert rows(with_branches, "customers") == []
+
+
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bankgrowth import __version__
 from bankgrowth.api import observability
-from bankgrowth.api.deps import API_WAREHOUSE_WAIT, allow
+from bankgrowth.api.deps import allow, request_warehouse
 from bankgrowth.audiences import views as audience_views
 from bankgrowth.campaigns import views as campaign_views
 from bankgrowth.config import Settings
@@ -25,7 +25,7 @@ from bankgrowth.operational import db
 from bankgrowth.platform import views as platform_views
 from bankgrowth.rights import payments
 from bankgrowth.rights import views as rights_views
-from bankgrowth.warehouse.engine import WarehouseBusy, WarehouseError, open_warehouse
+from bankgrowth.warehouse.engine import WarehouseBusy, WarehouseError
 
 API_TAGS = [
     {"name": "platform", "description": "登录、机构、用户、渠道密钥与审计 · Login, orgs, users, channel keys, audit."},
@@ -136,7 +136,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     @app.get("/ready", tags=["system"], summary="Readiness: the operational store is migrated, the warehouse opens")
     def ready(_: None = allow("public", scope="global")) -> dict[str, Any]:
         db.require_current(engine)
-        with open_warehouse(settings, wait=min(settings.warehouse_wait_seconds, API_WAREHOUSE_WAIT)):
+        with request_warehouse(settings):
             pass  # a WarehouseError is answered 503 (warehouse_busy or warehouse_unavailable)
         return {"status": "ready", "schema": db.current_revision(engine)}
 

@@ -8,6 +8,7 @@ walks every route and fails on one without a rule.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -59,7 +60,14 @@ def get_warehouse(request: Request) -> Iterator[BaseBackend]:
     """Opened per request and released at once: DuckDB lets one process write a file, so the nightly
     run can take the file between requests. While another process holds it, a request waits up to
     :data:`API_WAREHOUSE_WAIT` seconds, then is answered 503 with ``Retry-After``."""
-    settings = request.app.state.settings
+    with request_warehouse(request.app.state.settings) as con:
+        yield con
+
+
+@contextmanager
+def request_warehouse(settings: Settings) -> Iterator[BaseBackend]:
+    """The warehouse as a request opens it (see :func:`get_warehouse`), for a route that opens it
+    only once it has received its body (an upload)."""
     with open_warehouse(settings, wait=min(settings.warehouse_wait_seconds, API_WAREHOUSE_WAIT)) as con:
         yield con
 

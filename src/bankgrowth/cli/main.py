@@ -484,12 +484,14 @@ def tags_show_cmd(
     as_of: Annotated[str | None, typer.Option("--as-of", help="Version to describe (default: latest).")] = None,
 ) -> None:
     """One tag: its definition, coverage and distribution."""
+    from bankgrowth.insight import imported
     from bankgrowth.insight import service as insight_service
 
     settings = _settings()
     with _warehouse(settings) as con:
         [stats] = insight_service.catalog(con, _day(as_of), names=[name])
-    render.tag_detail(console, stats)
+        source = next((i for i in imported.imported(con) if i.tag.name == name), None)
+    render.tag_detail(console, stats, source, settings.tz)
 
 
 @tags_app.command("import")

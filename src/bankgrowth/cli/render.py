@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from bankgrowth.demo import DemoResult
     from bankgrowth.evaluation.campaigns import TrueEffect
     from bankgrowth.evaluation.lifecycle import Agreement
+    from bankgrowth.insight.imported import ImportedTag
     from bankgrowth.insight.service import (
         Backlog,
         CustomerView,
@@ -645,7 +646,8 @@ def tag_catalog(console: Console, stats: list[TagStats]) -> None:
     tables.show(console, table)
 
 
-def tag_detail(console: Console, s: TagStats) -> None:
+def tag_detail(console: Console, s: TagStats, source: ImportedTag | None = None, tz: tzinfo = UTC) -> None:
+    """A tag's definition and distribution; for an imported tag, the import its values are from."""
     t = s.tag
     console.print(f"[bold]{t.name}[/]  {t.zh} / {t.en}", highlight=False)
     console.print(
@@ -654,6 +656,13 @@ def tag_detail(console: Console, s: TagStats) -> None:
         + f" · refresh {t.refresh} · source {t.source}",
         highlight=False,
     )
+    if source is not None:
+        left_out = f", {_n(source.rejected)} {'line' if source.rejected == 1 else 'lines'} left out"
+        console.print(
+            f"imported {instant(source.imported_at, tz)} from {source.file}: {_n(source.rows)} "
+            f"{'customer' if source.rows == 1 else 'customers'}" + (left_out if source.rejected else ""),
+            highlight=False,
+        )
     console.print(
         f"coverage {_share(s.coverage)} of {_n(s.rows)} customers"
         + ("" if s.nonzero is None else f"; non-zero {_share(s.nonzero)}")

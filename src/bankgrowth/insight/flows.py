@@ -83,6 +83,12 @@ def export_tags(
     return rows
 
 
+def check_tag_import(principal: Principal) -> None:
+    """An imported tag is one for every branch: only HQ, with the manage permission, imports one
+    (checked before an upload is received, and again by :func:`import_tag`)."""
+    principal.require_hq(Permission.MANAGE, "import a tag", "导入标签")
+
+
 def import_tag(
     session: Session,
     con: BaseBackend,
@@ -98,10 +104,12 @@ def import_tag(
     encoding: str = "utf-8",
     timezone: str = "Asia/Shanghai",
     progress: ProgressFn | None = None,
+    source: str | None = None,
 ) -> LoadReport:
     """Import a bank's customer → value file as the tag ``name`` (HQ only: a tag covers every
-    branch), audited with what was loaded and rejected."""
-    principal.require_hq(Permission.MANAGE, "import a tag", "导入标签")
+    branch), audited with what was loaded and rejected. ``source``: what to call an uploaded file
+    (``path`` is then its temporary copy)."""
+    check_tag_import(principal)
     report = imported.import_tag(
         con,
         path,
@@ -114,6 +122,7 @@ def import_tag(
         encoding=encoding,
         timezone=timezone,
         progress=progress,
+        source=source,
     )
     audit.record(
         session,
@@ -124,7 +133,7 @@ def import_tag(
         org_id=principal.scope.org_id,
         outcome="ok" if report.loaded else "rejected",
         after={
-            "file": str(path),
+            "file": report.file,
             "load_id": report.load_id,
             "read": report.read,
             "loaded": report.loaded,

@@ -49,10 +49,12 @@ DEFINITIONS_SCHEMA = ibis.schema(
 TYPES = ("string", "int", "bool", "date")
 """Value types an imported tag may have (the loader's column kinds)."""
 _NAME = re.compile(r"^[a-z][a-z0-9_]{1,47}$")
-# computed on read beside the declared tags; an imported tag may not take these names either
+# computed on read beside the declared tags; an imported tag may not take these names either, nor
+# "imported" (GET /api/v1/tags/imported lists the imported tags)
 RESERVED = frozenset(
     {t.name for t in BUILTIN_TAGS}
     | {"customer_id", "stage", "rfm_r", "rfm_f", "rfm_m", "rfc_c", "rfm_score", "rfm_segment", "value_tier"}
+    | {"imported"}
 )
 
 
@@ -92,8 +94,8 @@ def _check(name: str, dtype: str, category: str) -> None:
         )
     if name in RESERVED:
         raise Invalid(
-            f"tag name {name!r} is a built-in tag; choose another name",
-            f"标签名 {name!r} 与内置标签重名，请换一个",
+            f"tag name {name!r} is taken by a built-in tag or column; choose another name",
+            f"标签名 {name!r} 已被内置标签或字段占用，请换一个",
             code="tag_name_taken",
         )
     if dtype not in TYPES:
@@ -124,20 +126,32 @@ def import_tag(
     encoding: str = "utf-8",
     timezone: str = "Asia/Shanghai",
     progress: ProgressFn | None = None,
+    source: str | None = None,
 ) -> LoadReport:
     """Validate ``path`` and make its good lines the values of the imported tag ``name``.
 
     Returns the loader's report; when no line was good the tag keeps its previous values and the
-    report says so in a warning."""
+    report says so in a warning. ``source`` names the file where ``path`` is a temporary copy (an
+    upload), in the report and in the tag's record."""
     _check(name, dtype, category)
     spec = spec_for(name, dtype)
     target = values_table(name)
     staging = f"{target}__next"
+    file = source or str(path)
     con.create_table(staging, schema=spec.ibis_schema, overwrite=True)
     try:
-        report = load_file(con, path, spec=spec, into=staging, encoding=encoding, timezone=timezone, progress=progress)
+        report = load_file(
+            con,
+            path,
+            spec=spec,
+            into=staging,
+            encoding=encoding,
+            timezone=timezone,
+            progress=progress,
+            source=source,
+        )
         if report.loaded == 0:
-            report.warnings.append(f"no line of {path} was loaded; tag {name} keeps its previous values")
+            report.warnings.append(f"no line of {file} was loaded; tag {name} keeps its previous values")
             return report
         if DEFINITIONS not in con.list_tables():
             con.create_table(DEFINITIONS, schema=DEFINITIONS_SCHEMA)
@@ -145,10 +159,10 @@ def import_tag(
             "name": name,
             "zh": zh,
             "en": en,
-            "description": description or f"Imported from {Path(path).name}.",
+            "description": description or f"Imported from {Path(file).name}.",
             "category": category,
             "dtype": dtype,
-            "file": str(path),
+            "file": file,
             "load_id": report.load_id,
             "rows": report.loaded,
             "rejected": report.read - report.loaded,

@@ -82,6 +82,40 @@ class TagRead(BaseModel):
     refresh: str
 
 
+class ImportedTagRead(TagRead):
+    """An imported tag: its definition and the file its values came from."""
+
+    file: str
+    rows: int  # customers with a value
+    rejected: int  # lines of that file left out (quarantined or duplicates)
+    imported_at: datetime
+
+
+class LineProblem(BaseModel):
+    """A line of a file that was not loaded, and why."""
+
+    line: int
+    field: str
+    expected: str
+    found: str
+
+
+class TagImported(BaseModel):
+    """What an import did: ``read == loaded + quarantined + duplicates``. The first problems are
+    listed; ``problem_count`` says how many there were (all are in the warehouse's quarantine)."""
+
+    tag: TagRead
+    file: str
+    load_id: str
+    read: int
+    loaded: int
+    quarantined: int
+    duplicates: int
+    problems: list[LineProblem]
+    problem_count: int
+    warnings: list[str]
+
+
 class BinRead(BaseModel):
     """Customers whose value is at least ``low`` and below ``high`` (in the tag's unit)."""
 

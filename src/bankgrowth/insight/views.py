@@ -2,30 +2,39 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from datetime import date
-from typing import Annotated, Any, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Query, Request, Response
+from fastapi import Path as InPath
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
-from bankgrowth.api.deps import SessionDep, SettingsDep, WarehouseDep, allow
+from bankgrowth.api.deps import SessionDep, SettingsDep, WarehouseDep, allow, request_warehouse
 from bankgrowth.config import Settings
-from bankgrowth.errors import NotFound
-from bankgrowth.insight import flows, service
+from bankgrowth.errors import Invalid, NotFound, TooLarge, UnsupportedMediaType
+from bankgrowth.insight import flows, imported, service
 from bankgrowth.insight.schemas import (
     BinRead,
     ChannelProfile,
     CustomerViewRead,
+    ImportedTagRead,
     InsightRunRead,
     InsightStatusRead,
+    LineProblem,
     MatrixRead,
     StageCountRead,
+    TagImported,
     TagRead,
     TagStatsRead,
     TrendRead,
 )
-from bankgrowth.insight.tags import Tag
+from bankgrowth.insight.tags import Category, Tag
 from bankgrowth.platform.access import Permission, Principal
+from bankgrowth.warehouse.ingest import IngestFileError, LoadReport
 
 router = APIRouter(prefix="/api/v1", tags=["insight"])
 channel_router = APIRouter(prefix="/channel/v1", tags=["channel"])
@@ -33,8 +42,14 @@ channel_router = APIRouter(prefix="/channel/v1", tags=["channel"])
 Reader = Annotated[Principal, allow("console", Permission.READ, scope="subtree")]
 Revealer = Annotated[Principal, allow("console", Permission.REVEAL, scope="subtree")]
 TagReader = Annotated[Principal, allow("console", Permission.READ, scope="global")]
+TagManager = Annotated[Principal, allow("console", Permission.MANAGE, scope="global")]
+ImportedName = Annotated[
+    str, InPath(pattern=r"^[a-z][a-z0-9_]{1,47}$", description="The imported tag's name: a-z, 0-9 and _.")
+]
+UPLOADS = {"text/csv": ".csv", "application/vnd.apache.parquet": ".parquet"}  # media type → file suffix
+MAX_UPLOAD = 256 << 20  # bytes of one uploaded tag file
 ChannelApp = Annotated[Principal, allow("channel", Permission.CHANNEL, scope="subtree")]
-CustomerId = Annotated[int, Path(ge=1, le=2**62, description="The bank's customer number.")]
+CustomerId = Annotated[int, InPath(ge=1, le=2**62, description="The bank's customer number.")]
 AsOf = Annotated[date | None, Query(description="As-of day of a stored version; default the latest.")]
 AnyDay = Annotated[
     date | None, Query(description="As-of day of a stored version, or with compute=true any day; default the latest.")
@@ -226,10 +241,169 @@ def list_tags(principal: TagReader, con: WarehouseDep) -> list[TagRead]:
     return [TagRead(**_tag(t)) for t in service.catalog_tags(con)]
 
 
+@router.get(
+    "/tags/imported",
+    response_model=list[ImportedTagRead],
+    summary="The imported tags: each one's definition and the file its values came from",
+)
+def list_imported_tags(principal: TagReader, con: WarehouseDep) -> list[ImportedTagRead]:
+    return [
+        ImportedTagRead(**_tag(i.tag), file=i.file, rows=i.rows, rejected=i.rejected, imported_at=i.imported_at)
+        for i in imported.imported(con)
+    ]
+
+
+@router.put(
+    "/tags/imported/{name}",
+    response_model=TagImported,
+    summary="Import the bank's own tag from a CSV or Parquet file (导入标签)",
+    description=(
+        "The body is what `bankgrowth tags import FILE` reads: a file with the columns `customer_id,value`, "
+        "sent as `text/csv` (its charset, or `encoding`, says how it is encoded: utf-8, gb18030, …) or "
+        "`application/vnd.apache.parquet`. It is validated like every load: a bad line is listed with its "
+        "line, field, what was expected and what was found, and kept in the warehouse's quarantine; the good "
+        "lines become the tag's values, replacing those of an earlier import in one step. When no line is "
+        "good the tag keeps its values and the answer is 422 `nothing_loaded`, with the problems. HQ only: "
+        f"a tag covers every branch. At most {MAX_UPLOAD >> 20} MiB; `bankgrowth tags import` takes any size."
+    ),
+    responses={
+        413: {"description": "The body is larger than the API takes; import the file with the CLI."},
+        415: {"description": "The body is neither text/csv nor application/vnd.apache.parquet."},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "text/csv": {"schema": {"type": "string"}, "example": "customer_id,value\n1,A\n2,B\n"},
+                "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}},
+            },
+        }
+    },
+)
+async def import_tag(
+    principal: TagManager,
+    name: ImportedName,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    zh: Annotated[str, Query(min_length=1, max_length=100, description="Chinese label, e.g. 风险等级.")],
+    en: Annotated[str, Query(min_length=1, max_length=100, description="English label, e.g. KYC grade.")],
+    dtype: Annotated[Literal["string", "int", "bool", "date"], Query(alias="type", description="Value type.")] = (
+        "string"
+    ),
+    category: Annotated[Category, Query(description="Where the tag is listed in the catalog.")] = "finance",
+    description: Annotated[str, Query(max_length=400, description="What the tag means.")] = "",
+    encoding: Annotated[
+        str | None, Query(max_length=40, description="Text encoding of a CSV body; default its charset, or utf-8.")
+    ] = None,
+    filename: Annotated[
+        str | None,
+        Query(max_length=200, description="The file's name, kept with the tag and in the load log; default NAME.csv."),
+    ] = None,
+) -> TagImported:
+    flows.check_tag_import(principal)  # before the body is received
+    media, _, params = request.headers.get("content-type", "").partition(";")
+    suffix = UPLOADS.get(media.strip().lower())
+    if suffix is None:
+        raise UnsupportedMediaType(
+            f"send the file as {' or '.join(UPLOADS)}; found {media.strip() or 'no Content-Type'}",
+            f"请以 {' 或 '.join(UPLOADS)} 发送文件；收到的是 {media.strip() or '无 Content-Type'}",
+        )
+    charset = next((v.strip().strip('"') for k, _, v in (p.partition("=") for p in params.split(";"))
+                    if k.strip().lower() == "charset"), None)  # fmt: skip
+    source = Path(filename).name if filename else f"{name}{suffix}"
+    with tempfile.TemporaryDirectory(prefix="bankgrowth-upload-") as tmp:
+        path = Path(tmp) / f"upload{suffix}"
+        await _receive(request, path)
+        report, tag = await run_in_threadpool(
+            _import_file,
+            session,
+            settings,
+            principal,
+            path,
+            source=source,
+            name=name,
+            zh=zh,
+            en=en,
+            dtype=dtype,
+            category=category,
+            description=description,
+            encoding=encoding or charset or "utf-8",
+        )
+    problems = [LineProblem(line=p.line, field=p.field, expected=p.expected, found=p.found) for p in report.problems]
+    if tag is None:  # nothing was loaded: the import is audited as rejected, the tag is as it was
+        raise Invalid(
+            f"no line of {source} was loaded; tag {name} keeps its previous values",
+            f"{source} 没有一行可以导入；标签 {name} 保持原值",
+            code="nothing_loaded",
+            details={
+                "read": report.read,
+                "problems": [p.model_dump() for p in problems],
+                "problem_count": report.problem_count,
+            },
+        )
+    return TagImported(
+        tag=TagRead(**_tag(tag)),
+        file=report.file,
+        load_id=report.load_id,
+        read=report.read,
+        loaded=report.loaded,
+        quarantined=report.quarantined,
+        duplicates=report.duplicates,
+        problems=problems,
+        problem_count=report.problem_count,
+        warnings=report.warnings,
+    )
+
+
+async def _receive(request: Request, path: Path) -> None:
+    """Write the request's body to ``path`` as it arrives, refusing one over :data:`MAX_UPLOAD`."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_UPLOAD:
+        raise _too_large()
+    size = 0
+    with path.open("wb") as fh:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_UPLOAD:
+                raise _too_large()
+            fh.write(chunk)
+
+
+def _too_large() -> TooLarge:
+    mib = MAX_UPLOAD >> 20
+    return TooLarge(
+        f"the file is larger than {mib} MiB; import it with `bankgrowth tags import`",
+        f"文件超过 {mib} MiB；请用 `bankgrowth tags import` 导入",
+    )
+
+
+def _import_file(
+    session: Session, settings: Settings, principal: Principal, path: Path, **definition: Any
+) -> tuple[LoadReport, Tag | None]:
+    """Import the received file; the tag as the catalog now shows it (None when nothing was loaded)."""
+    with request_warehouse(settings) as con, session.begin():
+        try:
+            report = flows.import_tag(
+                session, con, principal=principal, path=path, timezone=settings.timezone, **definition
+            )
+        except IngestFileError as exc:
+            raise Invalid(str(exc), f"文件无法读取：{exc}", code="unreadable_file") from None
+        found = [i.tag for i in imported.imported(con) if i.tag.name == definition["name"]]
+        return report, found[0] if report.loaded and found else None
+
+
+@router.delete("/tags/imported/{name}", status_code=204, summary="Remove an imported tag and its values")
+def remove_imported_tag(principal: TagManager, name: ImportedName, session: SessionDep, con: WarehouseDep) -> Response:
+    with session.begin():
+        flows.remove_imported_tag(session, con, principal=principal, name=name)
+    return Response(status_code=204)
+
+
 @router.get("/tags/{name}", response_model=TagStatsRead, summary="One tag: coverage and distribution in my subtree")
 def show_tag(
     principal: Reader,
-    name: Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,63}$")],
+    name: Annotated[str, InPath(pattern=r"^[a-z][a-z0-9_]{0,63}$")],
     con: WarehouseDep,
     as_of: AsOf = None,
 ) -> TagStatsRead:

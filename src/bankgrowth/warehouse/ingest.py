@@ -19,6 +19,7 @@ fingerprint was loaded before is not read again, so loading the same file twice 
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import uuid
@@ -154,12 +155,18 @@ def _read_csv(path: Path, spec: TableSpec, encoding: str) -> Iterator[_Batch]:
     size = path.stat().st_size
     if size == 0:
         raise IngestFileError(f"{path}: the file is empty (0 bytes); expected a header line and rows")
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise IngestFileError(
+            f"{path}: unknown text encoding {encoding!r}; expected one such as utf-8 or gb18030"
+        ) from None
     with path.open("rb") as probe:
         head = probe.read(4096)
     first_line = head.split(b"\n", 1)[0].rstrip(b"\r")
     try:
         header_text = first_line.decode("utf-8-sig" if encoding.lower() in ("utf-8", "utf8") else encoding)
-    except (UnicodeDecodeError, LookupError) as exc:
+    except UnicodeDecodeError as exc:
         raise IngestFileError(_encoding_message(path, encoding, 1)) from exc
     header = [h.strip().strip('"') for h in header_text.split(",")]
     _check_header(path, spec, header)
@@ -470,20 +477,54 @@ def load_file(
     keep_problems: int = 20,
     spec: TableSpec | None = None,
     into: str | None = None,
+    source: str | None = None,
 ) -> LoadReport:
     """Validate ``path`` and load its good rows into the canonical ``table``.
 
     Other data validated the same way (a bank's imported tag, say) passes its own ``spec`` and,
     to load into a fresh table rather than the spec's, ``into``; such a load is never skipped as
-    a file already loaded."""
+    a file already loaded. ``source`` is what the report, its messages and the warehouse's records
+    call the file when ``path`` is only where it was put (the temporary copy of an upload)."""
     path = Path(path)
+    try:
+        return _load_file(
+            con,
+            path,
+            source or str(path),
+            table=table,
+            encoding=encoding,
+            timezone=timezone,
+            progress=progress,
+            keep_problems=keep_problems,
+            spec=spec,
+            into=into,
+        )
+    except IngestFileError as exc:  # the readers' messages name the path they were given
+        if source is None:
+            raise
+        raise IngestFileError(str(exc).replace(str(path), source)) from None
+
+
+def _load_file(
+    con: BaseBackend,
+    path: Path,
+    name: str,
+    *,
+    table: str | None,
+    encoding: str,
+    timezone: str,
+    progress: ProgressFn | None,
+    keep_problems: int,
+    spec: TableSpec | None,
+    into: str | None,
+) -> LoadReport:
     if not path.exists():
         raise IngestFileError(f"{path}: no such file")
     spec = spec or _spec_for(path, table)
     fmt = _format_of(path)
     fingerprint = _fingerprint(path)
     load_id = uuid.uuid4().hex[:12]
-    report = LoadReport(file=str(path), table=spec.name, load_id=load_id)
+    report = LoadReport(file=name, table=spec.name, load_id=load_id)
     loads = con.table(schema.LOADS)
     seen = loads.filter((loads.fingerprint == fingerprint) & (loads.table_name == spec.name)).limit(1).to_pyarrow()
     if seen.num_rows and into is None:
@@ -508,7 +549,7 @@ def load_file(
                 {
                     "load_id": load_id,
                     "table_name": spec.name,
-                    "file": str(path),
+                    "file": name,
                     "line": p.line,
                     "field": p.field,
                     "expected": p.expected,
@@ -548,7 +589,7 @@ def load_file(
             if progress is not None:
                 progress(batch.done, batch.total)
         if fmt == "csv":
-            _truncation_warning(path, report)
+            _truncation_warning(path, name, report)
         dup_lines: set[int] = set()
         _apply_set_rules(con, spec, stage, quarantine_problems, bad_lines, dup_lines, report, into or spec.name)
         report.duplicates = len(dup_lines)
@@ -561,7 +602,7 @@ def load_file(
                 {
                     "load_id": [load_id],
                     "table_name": [spec.name],
-                    "file": [str(path)],
+                    "file": [name],
                     "fingerprint": [fingerprint],
                     "rows_read": [report.read],
                     "rows_loaded": [report.loaded],
@@ -589,14 +630,14 @@ def _flush_quarantine(con: BaseBackend, rows: list[dict[str, object]]) -> None:
         rows.clear()
 
 
-def _truncation_warning(path: Path, report: LoadReport) -> None:
+def _truncation_warning(path: Path, name: str, report: LoadReport) -> None:
     with path.open("rb") as fh:
         fh.seek(max(0, path.stat().st_size - 1))
         last = fh.read(1)
     cut = [p.line for p in report.problems if p.field == "(row)" and "cut short" in p.found]
     if last not in (b"\n", b"\r") and cut:
         report.warnings.append(
-            f"{path}: line {max(cut)} has too few fields and the file has no final line end; the file looks truncated"
+            f"{name}: line {max(cut)} has too few fields and the file has no final line end; the file looks truncated"
         )
 
 
