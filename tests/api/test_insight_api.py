@@ -126,3 +126,12 @@ def test_the_nightly_runs_status_says_whether_the_latest_version_is_current(worl
     assert {k: v for k, v in branch.json().items() if k != "last_run"} == {
         k: v for k, v in status.items() if k != "last_run"
     }
+
+
+def test_the_customer_view_says_from_when_stage_changes_are_logged(world: World) -> None:
+    # when: a customer of the world's bank, which has run one day (2026-10-31)
+    view = world.call("GET", f"/api/v1/customers/{world.customers['A'][0]}", "a_analyst").json()
+    # then: no change can have been logged yet, and the view says from which day they would be
+    assert view["stage_history"] == []
+    assert view["stage_history_since"] == "2026-10-31"
+    assert view["tags"]["stage"]

@@ -79,6 +79,15 @@ def test_a_stage_change_after_days_without_a_run_shows_the_span_it_happened_in()
     )
 
 
+def test_a_customer_whose_stage_never_changed_is_said_to_have_no_change() -> None:
+    profile = dict.fromkeys(("name", "phone", "birth_year", "gender", "branch_id", "registered_on", "auth_level"), "x")
+    tz = ZoneInfo("Asia/Shanghai")
+    view = CustomerView(7, profile, {"stage": "super"}, date(2026, 10, 31), [], [], [], tz, {}, date(2026, 10, 1))
+    console = Console(record=True, width=400)
+    render.customer(console, view)
+    assert "stage history: super, no change since 2026-10-01 (the first day run)" in console.export_text()
+
+
 def test_a_customers_tags_read_as_an_operator_reads_them() -> None:
     # given: a customer's stored values as the warehouse returns them (times in UTC, amounts in fen)
     tags = {

@@ -750,6 +750,9 @@ def customer(console: Console, view: CustomerView) -> None:
     if view.stage_history:  # from the stage before the first change logged
         steps = [view.stage_history[0]["from_stage"], *(_stage_change(h) for h in view.stage_history)]
         console.print("stage history: " + " → ".join(steps), highlight=False)
+    elif view.tags:  # said, so that no history is not read as a history not shown
+        since = f" since {view.history_since} (the first day run)" if view.history_since else ""
+        console.print(f"stage history: {view.tags.get('stage')}, no change{since}", highlight=False)
     if view.bindings:
         table = Table(title="Bindings 绑卡", title_justify="left")
         for col in ("institution", "bound", "unbound", "channel", "one-click"):

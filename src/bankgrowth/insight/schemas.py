@@ -140,6 +140,9 @@ class CustomerViewRead(BaseModel):
     tags_as_of: date | None
     tags: dict[str, Any]
     stage_history: list[dict[str, Any]]
+    stage_history_since: date | None = Field(
+        description="The first day the nightly run stored: stage changes are logged from the day after it."
+    )
     bindings: list[dict[str, Any]]
     recent_transactions: list[dict[str, Any]]
 

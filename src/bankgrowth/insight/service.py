@@ -919,6 +919,7 @@ class CustomerView:
     recent_transactions: list[dict[str, Any]]
     timezone: ZoneInfo
     declarations: dict[str, Tag] = field(default_factory=dict)  # each shown tag's labels, type and unit
+    history_since: date | None = None  # the first day run: stage changes are logged from the next one
 
 
 def customer_view(
@@ -947,6 +948,9 @@ def customer_view(
         history = (
             log.filter(log.customer_id == customer_id).order_by("as_of").drop("customer_id").to_pyarrow().to_pylist()
         )
+    since = None
+    if store.DAILY in con.list_tables():  # kept for good, as the log is
+        since = con.table(store.DAILY).as_of.min().to_pyarrow().as_py()
     b = con.table("quickpay_bindings")
     bindings = b.filter(b.customer_id == customer_id).order_by("bound_at").drop("customer_id").to_pyarrow().to_pylist()
     tx = con.table("transactions")
@@ -961,7 +965,9 @@ def customer_view(
     for r in recent_rows:
         r["amount_yuan"] = Decimal(r.pop("amount_fen")) / 100
     declared = {tag.name: tag for tag in catalog_tags(con) if tag.name in tags}
-    return CustomerView(customer_id, profile, tags, day, history, bindings, recent_rows, ZoneInfo(timezone), declared)
+    return CustomerView(
+        customer_id, profile, tags, day, history, bindings, recent_rows, ZoneInfo(timezone), declared, since
+    )
 
 
 CHANNEL_FIELDS = ("stage", "value_tier", "rfm_segment", "preferred_institution")

@@ -427,6 +427,7 @@ def _view(view: service.CustomerView, revealed: bool) -> CustomerViewRead:
         tags_as_of=view.tags_as_of,
         tags=view.tags,
         stage_history=view.stage_history,
+        stage_history_since=view.history_since,
         bindings=view.bindings,
         recent_transactions=view.recent_transactions,
     )
