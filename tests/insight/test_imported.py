@@ -77,3 +77,38 @@ def test_names_and_types_are_checked_before_reading(con, tmp_path: Path, name: s
     with pytest.raises(Invalid) as err:
         imported.import_tag(con, f, name=name, zh="x", en="x", dtype=dtype)
     assert err.value.code == code
+
+
+def test_two_imports_of_one_tag_at_once_leave_one_files_values(insight_bank: Path, tmp_path: Path) -> None:
+    # given: two files for one tag, and two connections to one warehouse, as two API requests have
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bankgrowth.warehouse import engine
+
+    with warehouse_copy(insight_bank, tmp_path) as (con, _):
+        ids = sorted(con.table("customers").customer_id.to_pyarrow().to_pylist())[:3000]
+    files = {}
+    for grade in ("A", "B"):
+        files[grade] = tmp_path / f"{grade}.csv"
+        files[grade].write_text("customer_id,value\n" + "".join(f"{i},{grade}\n" for i in ids))
+
+    def send(grade: str) -> int:
+        c = engine.connect(f"duckdb:///{tmp_path / 'w.duckdb'}")
+        try:
+            return imported.import_tag(c, files[grade], name="grade", zh="等级", en="Grade").loaded
+        finally:
+            c.disconnect()
+
+    # when: both at once
+    with ThreadPoolExecutor(2) as pool:
+        loaded = list(pool.map(send, ["A", "B"]))
+    # then: each import loaded its whole file, and the tag holds one file's values, not a mix
+    assert loaded == [3000, 3000]
+    con = engine.connect(f"duckdb:///{tmp_path / 'w.duckdb'}")
+    try:
+        values = set(_values(con, "grade").values())
+        assert values in ({"A"}, {"B"}) and len(_values(con, "grade")) == 3000
+        [item] = imported.imported(con)
+        assert item.file == str(files[values.pop()])
+    finally:
+        con.disconnect()

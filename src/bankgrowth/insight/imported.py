@@ -14,6 +14,7 @@ shows the values of the latest import (:func:`attach`).
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +47,10 @@ DEFINITIONS_SCHEMA = ibis.schema(
         "imported_at": "timestamp('UTC')",
     }
 )
+# One import or removal at a time in a process: the API serves requests on threads, each with its
+# own connection, and two imports would share the staging table and race to create the definitions.
+# Other processes are kept out by DuckDB's lock on the file.
+_WRITING = threading.Lock()
 TYPES = ("string", "int", "bool", "date")
 """Value types an imported tag may have (the loader's column kinds)."""
 _NAME = re.compile(r"^[a-z][a-z0-9_]{1,47}$")
@@ -134,50 +139,51 @@ def import_tag(
     report says so in a warning. ``source`` names the file where ``path`` is a temporary copy (an
     upload), in the report and in the tag's record."""
     _check(name, dtype, category)
-    spec = spec_for(name, dtype)
-    target = values_table(name)
-    staging = f"{target}__next"
-    file = source or str(path)
-    con.create_table(staging, schema=spec.ibis_schema, overwrite=True)
-    try:
-        report = load_file(
-            con,
-            path,
-            spec=spec,
-            into=staging,
-            encoding=encoding,
-            timezone=timezone,
-            progress=progress,
-            source=source,
-        )
-        if report.loaded == 0:
-            report.warnings.append(f"no line of {file} was loaded; tag {name} keeps its previous values")
-            return report
-        if DEFINITIONS not in con.list_tables():
-            con.create_table(DEFINITIONS, schema=DEFINITIONS_SCHEMA)
-        row = {
-            "name": name,
-            "zh": zh,
-            "en": en,
-            "description": description or f"Imported from {Path(file).name}.",
-            "category": category,
-            "dtype": dtype,
-            "file": file,
-            "load_id": report.load_id,
-            "rows": report.loaded,
-            "rejected": report.read - report.loaded,
-            "imported_at": datetime.now(UTC),
-        }
-        con.create_table(f"{staging}_definition", ibis.memtable([row], schema=DEFINITIONS_SCHEMA), overwrite=True)
-        con.raw_sql(  # type: ignore[attr-defined]
-            f"BEGIN TRANSACTION; DROP TABLE IF EXISTS {target}; ALTER TABLE {staging} RENAME TO {target}; "
-            f"DELETE FROM {DEFINITIONS} WHERE name = '{name}'; "
-            f"INSERT INTO {DEFINITIONS} SELECT * FROM {staging}_definition; COMMIT"
-        )
-    finally:
-        con.drop_table(staging, force=True)
-        con.drop_table(f"{staging}_definition", force=True)
-    return report
+    with _WRITING:
+        spec = spec_for(name, dtype)
+        target = values_table(name)
+        staging = f"{target}__next"
+        file = source or str(path)
+        con.create_table(staging, schema=spec.ibis_schema, overwrite=True)
+        try:
+            report = load_file(
+                con,
+                path,
+                spec=spec,
+                into=staging,
+                encoding=encoding,
+                timezone=timezone,
+                progress=progress,
+                source=source,
+            )
+            if report.loaded == 0:
+                report.warnings.append(f"no line of {file} was loaded; tag {name} keeps its previous values")
+                return report
+            if DEFINITIONS not in con.list_tables():
+                con.create_table(DEFINITIONS, schema=DEFINITIONS_SCHEMA)
+            row = {
+                "name": name,
+                "zh": zh,
+                "en": en,
+                "description": description or f"Imported from {Path(file).name}.",
+                "category": category,
+                "dtype": dtype,
+                "file": file,
+                "load_id": report.load_id,
+                "rows": report.loaded,
+                "rejected": report.read - report.loaded,
+                "imported_at": datetime.now(UTC),
+            }
+            con.create_table(f"{staging}_definition", ibis.memtable([row], schema=DEFINITIONS_SCHEMA), overwrite=True)
+            con.raw_sql(  # type: ignore[attr-defined]
+                f"BEGIN TRANSACTION; DROP TABLE IF EXISTS {target}; ALTER TABLE {staging} RENAME TO {target}; "
+                f"DELETE FROM {DEFINITIONS} WHERE name = '{name}'; "
+                f"INSERT INTO {DEFINITIONS} SELECT * FROM {staging}_definition; COMMIT"
+            )
+        finally:
+            con.drop_table(staging, force=True)
+            con.drop_table(f"{staging}_definition", force=True)
+        return report
 
 
 def _tag(row: dict[str, Any]) -> Tag:
@@ -206,12 +212,13 @@ def imported(con: BaseBackend) -> list[ImportedTag]:
 
 def remove(con: BaseBackend, name: str) -> None:
     """Forget the imported tag ``name`` and its values."""
-    if name not in {i.tag.name for i in imported(con)}:
-        raise NotFound(f"no imported tag {name!r}", f"没有导入标签 {name!r}", code="unknown_tag")
-    con.raw_sql(  # type: ignore[attr-defined]
-        f"BEGIN TRANSACTION; DROP TABLE IF EXISTS {values_table(name)}; "
-        f"DELETE FROM {DEFINITIONS} WHERE name = '{name}'; COMMIT"
-    )
+    with _WRITING:
+        if name not in {i.tag.name for i in imported(con)}:
+            raise NotFound(f"no imported tag {name!r}", f"没有导入标签 {name!r}", code="unknown_tag")
+        con.raw_sql(  # type: ignore[attr-defined]
+            f"BEGIN TRANSACTION; DROP TABLE IF EXISTS {values_table(name)}; "
+            f"DELETE FROM {DEFINITIONS} WHERE name = '{name}'; COMMIT"
+        )
 
 
 def attach(con: BaseBackend, t: ir.Table) -> ir.Table:
