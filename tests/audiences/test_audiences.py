@@ -244,3 +244,42 @@ def test_a_count_after_the_nightly_run_reads_the_new_version(insight_bank: Path,
     con.disconnect()
     assert (before.as_of, again.customers) == (date(2026, 10, 31), before.customers)
     assert after.as_of == date(2026, 11, 3) and after.customers == expected != before.customers
+
+
+def test_the_first_counts_after_a_nightly_run_arriving_together_all_answer(insight_bank: Path, tmp_path: Path) -> None:
+    # given: a bank whose profile table (what counts read) is built, then a night run that makes it stale
+    import shutil
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import date
+
+    from bankgrowth.audiences import store as members_store
+    from bankgrowth.config import Settings
+    from bankgrowth.insight import service as insight
+    from bankgrowth.insight import store as tag_store
+    from bankgrowth.warehouse import engine as wh
+
+    url = f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
+    shutil.copy(insight_bank, tmp_path / "warehouse.duckdb")
+    con = wh.connect(url)
+    members_store.profile(con, date(2026, 10, 31))
+    insight.run(con, Settings(data_dir=tmp_path), as_of=date(2026, 11, 1), beyond_data=True)
+    t = tag_store.tags_table(con, date(2026, 11, 1))
+    supers = int(t.filter(t.stage == "super").count().execute())
+    con.disconnect()
+    start = threading.Barrier(6)
+
+    def count() -> int:  # as an API request counts: on its own thread, with its own connection
+        c = wh.connect(url)
+        try:
+            start.wait()
+            p = members_store.profile(c, date(2026, 11, 1))
+            return int(p.filter(p.stage == "super").count().execute())
+        finally:
+            c.disconnect()
+
+    # when: six counts at once, each finding the profile stale
+    with ThreadPoolExecutor(6) as pool:
+        answers = [f.result() for f in [pool.submit(count) for _ in range(6)]]
+    # then: every one answers, from the new version
+    assert answers == [supers] * 6

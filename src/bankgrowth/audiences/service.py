@@ -9,6 +9,7 @@ change writes a new version; a snapshot records the version and the tag as-of da
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -407,6 +408,7 @@ def count(
 
 _COMPILED: OrderedDict[str, tuple[str, date, bool]] = OrderedDict()  # (SQL, day, reads the profile), LRU
 _COMPILED_MAX = 1024
+_COMPILED_LOCK = threading.Lock()  # the API counts on threads: one change to the cache at a time
 
 
 def _dependencies(session: Session, principal: Principal, rule: Rule, seen: frozenset[str] = frozenset()) -> list[Any]:
@@ -443,9 +445,12 @@ def _count(
         if answer is not None:
             n, state = answer
             if state.latest == compiled_day and state.profile_fresh:
-                _COMPILED.move_to_end(key)
+                with _COMPILED_LOCK:
+                    if key in _COMPILED:
+                        _COMPILED.move_to_end(key)
                 return n, compiled_day
-        del _COMPILED[key]  # a new tag version or changed sources: compile against the new profile
+        with _COMPILED_LOCK:  # a new tag version or changed sources: compile against the new profile
+            _COMPILED.pop(key, None)
     fast = members_store.state(con)
     latest = fast.latest if fast is not None else tag_store.latest(con)
     day = latest if as_of is None else as_of
@@ -456,9 +461,10 @@ def _count(
     src = sources(session, con, principal=principal, as_of=day, timezone=timezone)
     sql = str(ibis.to_sql(src.table.filter(predicate(rule, src)).count(), dialect="duckdb"))
     if day == latest:  # an older day's SQL embeds that version's cut points: compiled each time
-        _COMPILED[key] = (sql, day, True)
-        while len(_COMPILED) > _COMPILED_MAX:
-            _COMPILED.popitem(last=False)
+        with _COMPILED_LOCK:
+            _COMPILED[key] = (sql, day, True)
+            while len(_COMPILED) > _COMPILED_MAX:
+                _COMPILED.popitem(last=False)
     return int(con.con.execute(sql).fetchone()[0]), day  # type: ignore[attr-defined]
 
 

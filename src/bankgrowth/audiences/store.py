@@ -11,6 +11,7 @@ of a write whose operational row never committed (the process was killed), and a
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING
@@ -22,7 +23,7 @@ from bankgrowth.errors import Conflict
 from bankgrowth.insight import imported
 from bankgrowth.insight import store as tag_store
 from bankgrowth.operational.base import utcnow
-from bankgrowth.warehouse.engine import append_arrow
+from bankgrowth.warehouse.engine import append_arrow, materialise
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
@@ -199,11 +200,39 @@ def profile(con: BaseBackend, day: date) -> ir.Table:
     so that a count is one scan of one table instead of recomputing stages and scores. Built on
     first use after a nightly run (seconds at 2M customers), rebuilt when its sources change."""
     key = _sources_key(con, day)
-    tables = set(con.list_tables())
-    if PROFILE in tables and PROFILE_KEY in tables:
-        stored = con.table(PROFILE_KEY).key.to_pyarrow().to_pylist()
-        if stored == [key]:
-            return con.table(PROFILE)
-    con.create_table(PROFILE, tag_store.tags_table(con, day), overwrite=True)
-    con.create_table(PROFILE_KEY, pa.table({"key": [key]}), overwrite=True)
+    if _built_from(con) == key:
+        return con.table(PROFILE)
+    with _BUILDING:  # the first counts after a nightly run arrive together: one of them builds it
+        if _built_from(con) != key:
+            _build(con, day, key)
     return con.table(PROFILE)
+
+
+# One build at a time in a process: the API answers counts on threads, each with its own
+# connection, and two builds at once conflicted in DuckDB's catalog (a 500 for all but one).
+_BUILDING = threading.Lock()
+
+
+def _built_from(con: BaseBackend) -> str | None:
+    tables = set(con.list_tables())
+    if PROFILE not in tables or PROFILE_KEY not in tables:
+        return None
+    stored = con.table(PROFILE_KEY).key.to_pyarrow().to_pylist()
+    return stored[0] if len(stored) == 1 else None
+
+
+def _build(con: BaseBackend, day: date, key: str) -> None:
+    """Write the profile of ``day`` and its key. On DuckDB the new table is written beside the old
+    one and takes its place in one transaction, so a count reading the old one meanwhile never
+    finds the table missing or paired with another key."""
+    if con.name != "duckdb":
+        con.create_table(PROFILE, tag_store.tags_table(con, day), overwrite=True)
+        con.create_table(PROFILE_KEY, pa.table({"key": [key]}), overwrite=True)
+        return
+    staging = f"{PROFILE}__next"
+    materialise(con, staging, tag_store.tags_table(con, day))
+    quoted = key.replace("'", "''")
+    con.raw_sql(  # type: ignore[attr-defined]
+        f"BEGIN TRANSACTION; DROP TABLE IF EXISTS {PROFILE}; ALTER TABLE {staging} RENAME TO {PROFILE}; "
+        f"CREATE OR REPLACE TABLE {PROFILE_KEY} (key VARCHAR); INSERT INTO {PROFILE_KEY} VALUES ('{quoted}'); COMMIT"
+    )
