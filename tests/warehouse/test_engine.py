@@ -75,3 +75,33 @@ def test_a_file_held_past_the_wait_is_refused_as_busy_naming_the_holder(tmp_path
     with pytest.raises(engine.WarehouseError, match="cannot open DuckDB warehouse") as raised:
         engine.connect(f"duckdb:///{bad}", wait=30)
     assert not isinstance(raised.value, engine.WarehouseBusy)
+
+
+def test_a_table_two_requests_create_at_once_is_created_once(tmp_path: Path) -> None:
+    # given: six threads with their own connections to one warehouse, as the API's requests have
+    # (looking, then creating, as the stores did, failed for all but one of them)
+    from concurrent.futures import ThreadPoolExecutor
+
+    import ibis
+
+    url = f"duckdb:///{tmp_path / 'w.duckdb'}"
+    engine.connect(url).disconnect()
+    schema = ibis.schema({"customer_id": "int64", "snapshot_id": "int64"})
+    start = threading.Barrier(6)
+
+    def first_use() -> None:
+        con = engine.connect(url)
+        try:
+            start.wait()
+            engine.create_if_missing(con, "members", schema)
+        finally:
+            con.disconnect()
+
+    # when: each finds the table missing and creates it
+    with ThreadPoolExecutor(6) as pool:
+        outcomes = [f.exception() for f in [pool.submit(first_use) for _ in range(6)]]
+    # then: every one goes on, and the table is there
+    assert outcomes == [None] * 6
+    con = engine.connect(url)
+    assert con.table("members").schema() == schema
+    con.disconnect()

@@ -23,7 +23,7 @@ from bankgrowth.errors import Conflict
 from bankgrowth.insight import imported
 from bankgrowth.insight import store as tag_store
 from bankgrowth.operational.base import utcnow
-from bankgrowth.warehouse.engine import append_arrow, materialise
+from bankgrowth.warehouse.engine import append_arrow, create_if_missing, materialise
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
@@ -36,10 +36,8 @@ SNAPSHOTS_SCHEMA = ibis.schema({"snapshot_id": "int64", "customer_id": "int64"})
 
 
 def ensure(con: BaseBackend) -> None:
-    existing = set(con.list_tables())
     for name, schema in ((LISTS, LISTS_SCHEMA), (SNAPSHOTS, SNAPSHOTS_SCHEMA)):
-        if name not in existing:
-            con.create_table(name, schema=schema)
+        create_if_missing(con, name, schema)
 
 
 PAIRING = "operational_store"
@@ -50,8 +48,7 @@ KEYED_BY_THE_STORE = (LISTS, SNAPSHOTS, "campaign_assignments")
 def pair(con: BaseBackend, store_key: str) -> None:
     """Record ``store_key`` as the operational store whose ids key this warehouse's lists,
     snapshots and campaign assignments, on the first write; refuse any other store's."""
-    if PAIRING not in con.list_tables():
-        con.create_table(PAIRING, schema=PAIRING_SCHEMA)
+    create_if_missing(con, PAIRING, PAIRING_SCHEMA)
     paired = con.table(PAIRING).select("store_key").to_pyarrow().column(0).to_pylist()
     if not paired:
         row = {"store_key": [store_key], "paired_at": [utcnow()]}
@@ -139,8 +136,7 @@ SELECT
 def _sources_key(con: BaseBackend, day: date) -> str:
     """What the profile of ``day`` is built from: the tag version (day, when it was written) and the
     imported tags' loads. Any change rebuilds it."""
-    if imported.DEFINITIONS not in con.list_tables():
-        con.create_table(imported.DEFINITIONS, schema=imported.DEFINITIONS_SCHEMA)
+    create_if_missing(con, imported.DEFINITIONS, imported.DEFINITIONS_SCHEMA)
     if con.name == "duckdb":
         _, written, loads = con.con.execute(_STATE_SQL, [day]).fetchone()  # type: ignore[attr-defined]
     else:

@@ -15,7 +15,7 @@ import pyarrow as pa
 from bankgrowth.audiences import store as audience_store
 from bankgrowth.campaigns.assignment import assign
 from bankgrowth.insight import store as tag_store
-from bankgrowth.warehouse.engine import append_arrow
+from bankgrowth.warehouse.engine import append_arrow, create_if_missing
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -41,8 +41,7 @@ APP_ACTIVE_DAYS = 30
 
 
 def ensure(con: BaseBackend) -> None:
-    if ASSIGNMENTS not in con.list_tables():
-        con.create_table(ASSIGNMENTS, schema=ASSIGNMENTS_SCHEMA)
+    create_if_missing(con, ASSIGNMENTS, ASSIGNMENTS_SCHEMA)
 
 
 def best_channels(con: BaseBackend, members: ir.Table, at: datetime) -> ir.Table:

@@ -25,6 +25,7 @@ import ibis.expr.types as ir
 
 from bankgrowth.errors import Invalid, NotFound
 from bankgrowth.insight.tags import BUILTIN_TAGS, Category, Tag
+from bankgrowth.warehouse.engine import create_if_missing
 from bankgrowth.warehouse.ingest import LoadReport, ProgressFn, load_file
 from bankgrowth.warehouse.schema import Column, ForeignKey, TableSpec
 
@@ -159,8 +160,7 @@ def import_tag(
             if report.loaded == 0:
                 report.warnings.append(f"no line of {file} was loaded; tag {name} keeps its previous values")
                 return report
-            if DEFINITIONS not in con.list_tables():
-                con.create_table(DEFINITIONS, schema=DEFINITIONS_SCHEMA)
+            create_if_missing(con, DEFINITIONS, DEFINITIONS_SCHEMA)
             row = {
                 "name": name,
                 "zh": zh,

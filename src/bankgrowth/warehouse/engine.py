@@ -228,6 +228,19 @@ def materialise(con: BaseBackend, name: str, expr: ir.Table, *, temp: bool = Fal
     return con.table(name)
 
 
+def create_if_missing(con: BaseBackend, name: str, schema: ibis.Schema) -> None:
+    """Create the empty table ``name`` unless it exists. Two requests of the API (threads with
+    their own connections) may find it missing at once: the one that loses the race to create it
+    finds it created, which is all it wanted."""
+    if name in con.list_tables():
+        return
+    try:
+        con.create_table(name, schema=schema)
+    except Exception:  # a catalog conflict, or "already exists": fine if the other one made it
+        if name not in con.list_tables():
+            raise
+
+
 def ensure_tables(con: BaseBackend) -> None:
     """Create every canonical and bookkeeping table that is missing (never alters existing ones)."""
     existing = set(con.list_tables())
