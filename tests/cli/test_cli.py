@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -38,8 +39,10 @@ def test_simulate_load_status_round_trip(tmp_path: Path) -> None:
     assert status.returncode == 0
     assert "customers" in status.stdout and "800" in status.stdout
     assert "Insight: no tag version stored yet; `bankgrowth insight run` stores the first" in status.stdout
-    loads = status.stdout.split("Recent loads")[1]
-    assert "loaded at" in loads and loads.count("+08:00") == 6  # the six files (the file again changed nothing)
+    loads = status.stdout.split("Recent loads (times in Asia/Shanghai)")[1]
+    # the six files (the file again changed nothing), each by name with its folder below
+    assert "loaded at" in loads and len(re.findall(r"│ \d{4}-\d\d-\d\d \d\d:\d\d │", loads)) == 6
+    assert all(f"{name}.parquet" in loads for name in ("branches", "customers", "cards", "events", "transactions"))
 
 
 def test_bad_rows_are_listed_and_the_command_still_succeeds(tmp_path: Path) -> None:

@@ -6,11 +6,13 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal
 from functools import partial
+from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
 from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from bankgrowth.cli import tables
 
@@ -97,22 +99,31 @@ def status(console: Console, status: WarehouseStatus, url: str, tz: tzinfo) -> N
             problems.add_row(p["table_name"], p["field"], p["expected"], _n(int(p["rows"])))
         tables.show(console, problems)
     if status.recent_loads:
-        loads = Table(title="Recent loads", title_justify="left")
-        for col in ("loaded at", "load", "table", "file", "read", "loaded", "quarantined", "duplicates"):
+        # the load id is left to the `_loads` table (SQL): the time and the file say which load it was
+        loads = Table(title=f"Recent loads (times in {tz})", title_justify="left")
+        for col in ("loaded at", "table", "file", "read", "loaded", "quarantined", "duplicates"):
             counted = col in ("read", "loaded", "quarantined", "duplicates")
             loads.add_column(col, overflow="fold", justify="right" if counted else "left", no_wrap=col == "loaded at")
         for r in status.recent_loads:
             loads.add_row(
-                _fmt(r["loaded_at"], tz),
-                r["load_id"],
+                r["loaded_at"].astimezone(tz).strftime("%Y-%m-%d %H:%M"),
                 r["table_name"],
-                r["file"],
+                _file_cell(r["file"]),
                 _n(r["rows_read"]),
                 _n(r["rows_loaded"]),
                 _n(r["rows_quarantined"]),
                 _n(r["duplicates_skipped"]),
             )
         tables.show(console, loads)
+
+
+def _file_cell(file: str) -> Text:
+    """A loaded file as a cell: its name, and its folder dimmed on the line below, so that a narrow
+    column breaks a path between the two rather than inside a word."""
+    path = PurePath(file)
+    if str(path.parent) in (".", ""):
+        return Text(path.name)
+    return Text.assemble(path.name, "\n", (f"{path.parent}/", "dim"))
 
 
 def insight_status(console: Console, s: InsightStatus, tz: tzinfo) -> None:
