@@ -312,3 +312,23 @@ def test_a_day_that_fails_stops_the_catch_up_and_the_command_says_what_was_store
     (tmp_path / "after").mkdir()
     with warehouse_copy(tmp_path / "warehouse.duckdb", tmp_path / "after") as (con, _):
         assert store.versions(con) == _days(FIRST, date(2026, 10, 28))
+
+
+def test_the_runs_log_keeps_what_a_replaced_run_wrote_and_reads_an_older_log(behind) -> None:  # type: ignore[no-untyped-def]
+    con, settings = behind
+    # given: a log written before it held the rows each run wrote
+    con.raw_sql(f"ALTER TABLE {store.RUNS} DROP COLUMN written")
+    [old] = service.run_history(con)
+    assert old.changed is not None  # read from the stored version while it is kept
+    # when: the next day runs incrementally, then is run again in full (replacing it)
+    night = service.run(con, settings, as_of=FIRST + timedelta(days=1))
+    again = service.run(con, settings, as_of=FIRST + timedelta(days=1), full=True)
+    # then: the log gained the column, and each run shows the rows it wrote, the replaced one too
+    assert "written" in con.table(store.RUNS).columns
+    runs = service.run_history(con)
+    assert [(r.mode, r.version, r.changed) for r in runs[:2]] == [
+        ("full", "kept", again.changed),
+        ("incremental", "replaced", night.changed),
+    ]
+    assert 0 < night.changed < again.changed
+    assert (runs[2].as_of, runs[2].changed) == (FIRST, old.changed)

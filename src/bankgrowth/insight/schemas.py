@@ -49,7 +49,10 @@ class InsightRunRead(BaseModel):
         "later; dropped: past retention"
     )
     customers: int | None = Field(description="customers in the version")
-    changed: int | None = Field(description="customers whose stored row the run wrote (stored versions)")
+    changed: int | None = Field(
+        description="customers whose stored row the run wrote, replaced or not (a run logged before this was "
+        "recorded: while its version is stored)"
+    )
     transitions: int | None = Field(
         description="stage changes the run logged; null when replaced or with no earlier version to compare"
     )

@@ -297,7 +297,7 @@ def run(
             mode = "full" if reason else "incremental"
             seconds = time.perf_counter() - started
             counts = store.source_counts(con, day, settings.timezone)
-            store.log_run(con, day, mode, reason, fingerprint, seconds, counts, stale_from)
+            store.log_run(con, day, mode, reason, fingerprint, seconds, counts, stale_from, changed)
     finally:
         for name in [scratch, *scratch_tables(con, scratch)]:
             con.drop_table(name, force=True)
@@ -536,7 +536,7 @@ class LoggedRun:
     # (a run replaces the versions from its day on); "dropped": no longer stored (past retention)
     version: str
     customers: int | None  # customers in the version; None outside HQ (a bank-wide figure)
-    changed: int | None  # customers whose stored row it wrote, while the version is kept
+    changed: int | None  # customers whose stored row it wrote (runs logged before it was: while kept)
     transitions: int | None  # stage changes it logged; None when replaced, or with nothing to compare
     since: date | None  # the version those changes are from
 
@@ -549,8 +549,10 @@ def run_history(con: BaseBackend, *, limit: int = 30, scope: Scope | None = None
     runs = con.table(store.RUNS)
     if "stale_from" not in runs.columns:  # a log from before late data was traced
         runs = runs.mutate(stale_from=ibis.null("date"))
+    if "written" not in runs.columns:  # a log from before the rows written were logged
+        runs = runs.mutate(written=ibis.null("int64"))
     logged = (
-        runs.select("as_of", "mode", "reason", "seconds", "ran_at", "customers", "stale_from")
+        runs.select("as_of", "mode", "reason", "seconds", "ran_at", "customers", "stale_from", "written")
         .order_by([ibis.desc("ran_at"), ibis.desc("as_of")])
         .limit(limit)
         .to_pyarrow()
@@ -586,12 +588,20 @@ def run_history(con: BaseBackend, *, limit: int = 30, scope: Scope | None = None
                 r["ran_at"],
                 version,
                 int(r["customers"]) if bank_wide else None,
-                kept.get(day) if bank_wide and version in ("kept", "stale") else None,
+                _written(r, kept, version) if bank_wide else None,
                 n if bank_wide else None,
                 since,
             )
         )
     return out
+
+
+def _written(run: dict[str, Any], kept: dict[date, int], version: str) -> int | None:
+    """The rows a run wrote, as it logged them; for a run logged before that was, its stored
+    version's count while the version is kept."""
+    if run["written"] is not None:
+        return int(run["written"])
+    return kept.get(run["as_of"]) if version in ("kept", "stale") else None
 
 
 def _versions_of(logged: list[dict[str, Any]], kept: set[date]) -> list[str]:

@@ -89,8 +89,11 @@ RUNS_SCHEMA = ibis.schema(
         # data of earlier days had arrived since they were run: the versions from this day to the
         # day before this run's were computed without it (null: none)
         "stale_from": "date",
+        "written": "int64",  # customers whose stored row the run wrote (null: logged before it was)
     }
 )
+# columns added to the log since it was first written, in the order they were added
+LATER_RUN_COLUMNS = {"stale_from": "DATE", "written": "BIGINT"}
 TRANSITIONS_SCHEMA = ibis.schema(
     {"customer_id": "int64", "from_stage": "string", "to_stage": "string", "as_of": "date", "since": "date"}
 )
@@ -450,15 +453,20 @@ def log_run(
     seconds: float,
     counts: dict[str, int],
     stale_from: date | None = None,
+    written: int | None = None,
 ) -> None:
     if RUNS not in con.list_tables():
         con.create_table(RUNS, schema=RUNS_SCHEMA)
-    elif "stale_from" not in con.table(RUNS).columns:  # a log from before late data was traced
-        _sql(con, f"ALTER TABLE {RUNS} ADD COLUMN stale_from DATE")
+    else:  # a log from before late data was traced, or before the rows written were logged
+        present = set(con.table(RUNS).columns)
+        for name, sql_type in LATER_RUN_COLUMNS.items():
+            if name not in present:
+                _sql(con, f"ALTER TABLE {RUNS} ADD COLUMN {name} {sql_type}")
     row = {"as_of": as_of, "mode": mode, "reason": reason, "fingerprint": fingerprint, "seconds": seconds}
     row |= counts
     row["ran_at"] = datetime.now(UTC)
     row["stale_from"] = stale_from
+    row["written"] = written
     con.insert(RUNS, ibis.memtable([row], schema=RUNS_SCHEMA))
 
 
