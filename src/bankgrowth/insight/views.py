@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable
 from datetime import date
+from email.message import Message
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -302,15 +303,17 @@ async def import_tag(
     ] = None,
 ) -> TagImported:
     flows.check_tag_import(principal)  # before the body is received
-    media, _, params = request.headers.get("content-type", "").partition(";")
-    suffix = UPLOADS.get(media.strip().lower())
+    header = request.headers.get("content-type", "")
+    declared = Message()
+    declared["content-type"] = header
+    media = declared.get_content_type() if header else ""
+    suffix = UPLOADS.get(media)
     if suffix is None:
         raise UnsupportedMediaType(
-            f"send the file as {' or '.join(UPLOADS)}; found {media.strip() or 'no Content-Type'}",
-            f"请以 {' 或 '.join(UPLOADS)} 发送文件；收到的是 {media.strip() or '无 Content-Type'}",
+            f"send the file as {' or '.join(UPLOADS)}; found {media or 'no Content-Type'}",
+            f"请以 {' 或 '.join(UPLOADS)} 发送文件；收到的是 {media or '无 Content-Type'}",
         )
-    charset = next((v.strip().strip('"') for k, _, v in (p.partition("=") for p in params.split(";"))
-                    if k.strip().lower() == "charset"), None)  # fmt: skip
+    charset = declared.get_content_charset()
     source = Path(filename).name if filename else f"{name}{suffix}"
     with tempfile.TemporaryDirectory(prefix="bankgrowth-upload-") as tmp:
         path = Path(tmp) / f"upload{suffix}"
