@@ -105,3 +105,27 @@ def test_a_table_two_requests_create_at_once_is_created_once(tmp_path: Path) -> 
     con = engine.connect(url)
     assert con.table("members").schema() == schema
     con.disconnect()
+
+
+def test_insert_puts_each_column_under_its_name_from_tables_and_in_memory_rows(tmp_path: Path) -> None:
+    # given: a table, and rows whose columns come in another order, from a stored table joined to
+    # rows held in memory (which DuckDB sees only once they are registered)
+    import ibis
+
+    con = engine.connect(f"duckdb:///{tmp_path / 'w.duckdb'}")
+    con.create_table("target", schema=ibis.schema({"customer_id": "int64", "stage": "string", "n": "int64"}))
+    con.create_table("source", ibis.memtable({"customer_id": [1, 2], "n": [5, 7]}))
+    labels = ibis.memtable({"cid": [1, 2], "label": ["super", "bound"]})
+    source = con.table("source")
+    rows = source.join(labels, source.customer_id == labels.cid).select("n", stage="label", customer_id="customer_id")
+    # when
+    engine.insert(con, "target", rows)
+    engine.insert(con, "target", ibis.memtable({"stage": ["churned"], "customer_id": [3]}))
+    # then: every value is in its own column; a column not given is NULL
+    got = con.table("target").order_by("customer_id").to_pyarrow().to_pylist()
+    assert got == [
+        {"customer_id": 1, "stage": "super", "n": 5},
+        {"customer_id": 2, "stage": "bound", "n": 7},
+        {"customer_id": 3, "stage": "churned", "n": None},
+    ]
+    con.disconnect()

@@ -23,7 +23,7 @@ from bankgrowth.errors import Conflict
 from bankgrowth.insight import imported
 from bankgrowth.insight import store as tag_store
 from bankgrowth.operational.base import utcnow
-from bankgrowth.warehouse.engine import append_arrow, create_if_missing, materialise
+from bankgrowth.warehouse.engine import append_arrow, create_if_missing, insert, materialise
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
@@ -101,8 +101,8 @@ def write_snapshot(con: BaseBackend, snapshot_id: int, members: ir.Table) -> int
     ensure(con)
     if snapshot_members(con, snapshot_id).count().execute():  # a snapshot killed before its commit
         drop_snapshot(con, snapshot_id)
-    con.insert(
-        SNAPSHOTS, members.select(snapshot_id=ibis.literal(snapshot_id, type="int64"), customer_id="customer_id")
+    insert(
+        con, SNAPSHOTS, members.select(snapshot_id=ibis.literal(snapshot_id, type="int64"), customer_id="customer_id")
     )
     return int(snapshot_members(con, snapshot_id).count().execute())
 

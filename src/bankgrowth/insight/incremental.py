@@ -57,7 +57,7 @@ from bankgrowth.insight.compute import (
 )
 from bankgrowth.insight.lifecycle import Thresholds
 from bankgrowth.insight.tags import BUILTIN_TAGS, TIME_COLUMN, Agg, Ctx, Tag, context
-from bankgrowth.warehouse.engine import materialise
+from bankgrowth.warehouse.engine import insert, materialise
 
 if TYPE_CHECKING:
     from ibis.backends import BaseBackend
@@ -340,7 +340,7 @@ def build_incremental(
         their_counts = window_counts(theirs, tags, ctx)
         parts: list[ir.Table] = []
         if their_counts is not None:
-            con.insert(state, _scratch(con, f"{scratch}_new_counts", their_counts))
+            insert(con, state, _scratch(con, f"{scratch}_new_counts", their_counts))
             parts += from_counts(con.table(f"{scratch}_new_counts"), tags)
         counted_names = {t.name for t in counted(tags)}
         for source in AGGREGATE_ORDER:

@@ -45,7 +45,7 @@ from bankgrowth.insight.compute import base_columns, present
 from bankgrowth.insight.lifecycle import Thresholds, stage_expr
 from bankgrowth.insight.tags import BUILTIN_TAGS, Tag, context, end_of_day
 from bankgrowth.insight.value import SCORED, cut_points, scores_from_cuts
-from bankgrowth.warehouse.engine import materialise
+from bankgrowth.warehouse.engine import insert, materialise
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -209,7 +209,8 @@ def record_daily(con: BaseBackend, days: Sequence[date]) -> None:
         for day in days:
             t = stages(con, day, "branch_id")
             counts = t.group_by(["branch_id", "stage"]).aggregate(customers=t.count())
-            con.insert(
+            insert(
+                con,
                 DAILY,
                 counts.select(as_of=ibis.literal(day), branch_id="branch_id", stage="stage", customers="customers"),
             )
@@ -376,7 +377,7 @@ def write_version(
             "cuts": _encode_cuts(cuts),
             "written_at": datetime.now(UTC),
         }
-        con.insert(VERSIONS, ibis.memtable([row], schema=VERSIONS_SCHEMA))
+        insert(con, VERSIONS, ibis.memtable([row], schema=VERSIONS_SCHEMA))
     return customers, written
 
 
@@ -412,7 +413,7 @@ def record_transitions(con: BaseBackend, as_of: date) -> tuple[int, date] | None
         as_of=ibis.literal(as_of),
         since=ibis.literal(since),
     )
-    con.insert(TRANSITIONS, changes)
+    insert(con, TRANSITIONS, changes)
     log = con.table(TRANSITIONS)
     return int(log.filter(log.as_of == as_of).count().to_pyarrow().as_py()), since
 
@@ -467,7 +468,7 @@ def log_run(
     row["ran_at"] = datetime.now(UTC)
     row["stale_from"] = stale_from
     row["written"] = written
-    con.insert(RUNS, ibis.memtable([row], schema=RUNS_SCHEMA))
+    insert(con, RUNS, ibis.memtable([row], schema=RUNS_SCHEMA))
 
 
 def logged_run(con: BaseBackend, as_of: date) -> dict[str, Any] | None:

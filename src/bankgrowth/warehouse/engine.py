@@ -224,8 +224,29 @@ def materialise(con: BaseBackend, name: str, expr: ir.Table, *, temp: bool = Fal
         con.create_table(name, expr, overwrite=True, temp=temp)
     else:
         con.create_table(name, schema=expr.schema(), overwrite=True, temp=temp)
-        con.insert(name, expr)
+        insert(con, name, expr)
     return con.table(name)
+
+
+def insert(con: BaseBackend, name: str, expr: ir.Table) -> None:
+    """Insert the rows of ``expr`` into the table ``name``, column by name.
+
+    On DuckDB the expression is compiled once and sent as ``INSERT INTO … SELECT``. Ibis'
+    ``insert`` compiles it to a SQL string and then parses that string back into a syntax tree
+    to wrap it, which for the wide statements of the nightly run costs about half as much again
+    as compiling them, whatever the bank's size: on a 20k-customer bank the incremental run took
+    2.4–3.1 s this way against 3.3–4.9 s, the full run 1.6–2.0 s against 2.0–2.6 s.
+    """
+    if con.name != "duckdb":
+        con.insert(name, expr)
+        return
+    con._run_pre_execute_hooks(expr)  # type: ignore[attr-defined]  # registers the expression's memtables
+    columns = ", ".join(_quote(c) for c in expr.columns)
+    con.raw_sql(f"INSERT INTO {_quote(name)} ({columns}) {con.compile(expr)}")  # type: ignore[attr-defined]
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
 
 
 def create_if_missing(con: BaseBackend, name: str, schema: ibis.Schema) -> None:

@@ -38,7 +38,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from bankgrowth.warehouse import schema
-from bankgrowth.warehouse.engine import append_arrow
+from bankgrowth.warehouse.engine import append_arrow, insert
 from bankgrowth.warehouse.schema import Column, TableSpec
 
 if TYPE_CHECKING:
@@ -729,7 +729,7 @@ def _apply_set_rules(
         drop = ibis.memtable(pa.concat_tables(rejected).combine_chunks())
         good = stage.anti_join(drop, stage._line == drop._line)
     report.loaded = int(good.count().to_pyarrow().as_py())
-    con.insert(into, good.select(*data_cols))
+    insert(con, into, good.select(*data_cols))
 
 
 def _all_identical(t: ibis.Table, cols: list[str], prefix: str = "_f_") -> ibis.ir.BooleanValue:
