@@ -1,12 +1,13 @@
 """The insight routes' view of a day that was never run: refused with the way to see it, computed
 from the data when asked, in the caller's branch only, and never stored. And a warehouse another
-process holds: a 503 that says when to come back."""
+process holds: a 503 that says when to come back. And the tag catalog's coverage, by branch."""
 
 from __future__ import annotations
 
 from collections import Counter
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from bankgrowth.insight import service
 from bankgrowth.warehouse import engine as wh
@@ -135,3 +136,53 @@ def test_the_customer_view_says_from_when_stage_changes_are_logged(world: World)
     assert view["stage_history"] == []
     assert view["stage_history_since"] == "2026-10-31"
     assert view["tags"]["stage"]
+
+
+def _branch_tags(world: World, prefix: str, *names: str) -> list[dict[str, Any]]:
+    from bankgrowth.insight import store
+
+    con = wh.connect(world.settings.resolved_warehouse_url)
+    try:
+        t = store.tags_table(con)
+        t = t.filter(t.branch_id.startswith(prefix)).select(*names)
+        return list(t.to_pyarrow().to_pylist())
+    finally:
+        con.disconnect()
+
+
+def test_the_tag_coverage_lists_every_tag_counted_in_the_callers_branch(world: World) -> None:
+    # given: the catalog's definitions, and a numeric tag's own page for a branch-A analyst
+    definitions = world.call("GET", "/api/v1/tags", "hq_admin").json()
+    one_a = world.call("GET", "/api/v1/tags/txn_count_30d", "a_analyst").json()
+    # when
+    hq = world.call("GET", "/api/v1/insight/tags", "hq_admin")
+    a = world.call("GET", "/api/v1/insight/tags", "a_analyst")
+    never = world.call("GET", "/api/v1/insight/tags", "hq_admin", params={"as_of": NEVER_RUN})
+    # then: every tag of the catalog, in its order, with its definition
+    assert hq.status_code == a.status_code == 200
+    assert [{k: v for k, v in t.items() if k in definitions[0]} for t in hq.json()] == definitions
+    # and: branch A's counts are its customers' alone, as the tag's own page gives them
+    by_name = {t["name"]: t for t in a.json()}
+    rows = _branch_tags(world, "B01", "txn_count_30d", "days_since_last_txn", "preferred_institution")
+    assert {t["rows"] for t in a.json()} == {len(rows)} == {len(world.customers["A"])}
+    assert {t["rows"] for t in hq.json()} == {one_a["rows"] + _rest(world, "B01")}
+    got = by_name["txn_count_30d"]
+    assert {k: got[k] for k in ("rows", "coverage", "nonzero", "summary")} == {
+        k: one_a[k] for k in ("rows", "coverage", "nonzero", "summary")
+    }
+    # and: a share is what the stored values say (a tag that is missing for some customers)
+    for name in ("days_since_last_txn", "preferred_institution"):
+        assert by_name[name]["coverage"] == sum(r[name] is not None for r in rows) / len(rows)
+    assert by_name["txn_count_30d"]["nonzero"] == sum(bool(r["txn_count_30d"]) for r in rows) / len(rows)
+    assert by_name["txn_count_30d"]["summary"]["max"] == max(r["txn_count_30d"] for r in rows)
+    # and: a day with no version is refused, naming the day
+    assert never.status_code == 404 and NEVER_RUN in never.json()["error"]["message"]["en"]
+
+
+def _rest(world: World, prefix: str) -> int:
+    con = wh.connect(world.settings.resolved_warehouse_url)
+    try:
+        c = con.table("customers")
+        return int(c.filter(~c.branch_id.startswith(prefix)).count().execute())
+    finally:
+        con.disconnect()

@@ -127,11 +127,18 @@ class BinRead(BaseModel):
     customers: int
 
 
-class TagStatsRead(TagRead):
-    rows: int
-    coverage: float
-    nonzero: float | None
-    summary: dict[str, Any]
+class TagCoverageRead(TagRead):
+    """A tag's definition and how much of the version it covers, in the caller's subtree."""
+
+    rows: int = Field(description="Customers in the version (in the caller's subtree).")
+    coverage: float = Field(description="Share of those customers with a value, 0 to 1.")
+    nonzero: float | None = Field(description="Numeric and boolean tags: share with a non-zero or true value.")
+    summary: dict[str, Any] = Field(
+        description="Numeric tags: min, median (approximate), max and mean; timestamp tags: min and max."
+    )
+
+
+class TagStatsRead(TagCoverageRead):
     top: list[tuple[Any, int]]
     histogram: list[BinRead] = []
 

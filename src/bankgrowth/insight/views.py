@@ -28,6 +28,7 @@ from bankgrowth.insight.schemas import (
     LineProblem,
     MatrixRead,
     StageCountRead,
+    TagCoverageRead,
     TagImported,
     TagRead,
     TagStatsRead,
@@ -235,6 +236,23 @@ def insight_status(principal: Reader, con: WarehouseDep, settings: SettingsDep) 
         stale=s.stale,
         last_run=InsightRunRead(**vars(s.last_run)) if s.last_run else None,
     )
+
+
+@router.get(
+    "/insight/tags",
+    response_model=list[TagCoverageRead],
+    summary="Every tag with its coverage in my subtree (标签覆盖率)",
+)
+def tag_coverage(principal: Reader, con: WarehouseDep, as_of: AsOf = None) -> list[TagCoverageRead]:
+    """The catalog of `bankgrowth tags list`: each tag's definition, the share of customers with a
+    value and, for numeric tags, a summary — in one pass over the version. One tag's distribution
+    (its most common values or a histogram) is `GET /api/v1/tags/{name}`."""
+    return [
+        TagCoverageRead(
+            **_tag(stats.tag), rows=stats.rows, coverage=stats.coverage, nonzero=stats.nonzero, summary=stats.summary
+        )
+        for stats in service.catalog(con, as_of, scope=principal.scope)
+    ]
 
 
 @router.get("/tags", response_model=list[TagRead], summary="The tag catalog's definitions (标签目录)")
